@@ -78,6 +78,11 @@
  *    we retry smaller on ENOMEM and otherwise let libev try epoll.
  * k) a thread blocked in io_uring_enter with requests pending counts as
  *    iowait (~6.5 onwards): IORING_ENTER_NO_IOWAIT (6.15) says it should not.
+ * l) POLLRDHUP wakes every poll, asked for or not (IO_POLL_UNMASK, 6.18):
+ *    a write watcher on a socket whose peer did shutdown (SHUT_WR) and
+ *    whose send buffer is full would complete at once, forever. such fds
+ *    go to a small epoll set, itself polled on the ring, which reports
+ *    only what was asked for, until their watchers change.
  */
 
 #include "ev_iouring_abi.h"
@@ -96,6 +101,10 @@
 #define IOURING_UDATA_FD_MASK  0xffffffffU
 #define IOURING_UDATA_IGNORE   ((((uint64_t)1) << 32) | IOURING_UDATA_FD_MASK)
 #define IOURING_UDATA_TIMERFD  ((((uint64_t)2) << 32) | IOURING_UDATA_FD_MASK)
+#define IOURING_UDATA_EPOLL    ((((uint64_t)3) << 32) | IOURING_UDATA_FD_MASK)
+
+/* anfds [fd].eflags: the fd is in the epoll set (note l) */
+#define EV_IOURING_EPOLLED 1
 
 #define EV_SQES ((struct ev_io_uring_sqe *)iouring_sqes)
 #define EV_CQES ((struct ev_io_uring_cqe *)iouring_cqes)
@@ -244,6 +253,57 @@ iouring_cqe_reserved (EV_P_ const struct ev_io_uring_cqe *cqe)
       iouring_tfd_polled = 0;
       iouring_tfd_to     = EV_TSTAMP_HUGE;
     }
+  else if (cqe->user_data == IOURING_UDATA_EPOLL)
+    {
+      struct epoll_event events [64];
+      int i, n;
+
+      iouring_epfd_polled = 0;
+
+      n = epoll_wait (iouring_epfd, events, sizeof (events) / sizeof (events [0]), 0);
+
+      for (i = 0; i < n; ++i)
+        {
+          int fd = (int)events [i].data.u32;
+
+          if (anfds [fd].eflags & EV_IOURING_EPOLLED)
+            fd_event (EV_A_ fd, (events [i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP) ? EV_WRITE : 0)
+                              | (events [i].events & (EPOLLIN  | EPOLLERR | EPOLLHUP) ? EV_READ  : 0));
+        }
+    }
+}
+
+/* a poll completed with nothing the watchers asked for (note l): epoll takes the fd */
+ecb_cold static void
+iouring_epoll_add (EV_P_ int fd)
+{
+  struct epoll_event ev;
+
+  if (iouring_epfd < 0)
+    iouring_epfd = epoll_create1 (EPOLL_CLOEXEC);
+
+  ev.events   = (anfds [fd].events & EV_READ  ? (uint32_t)EPOLLIN  : 0U)
+              | (anfds [fd].events & EV_WRITE ? (uint32_t)EPOLLOUT : 0U);
+  ev.data.u64 = (uint64_t)(uint32_t)fd;
+
+  if (iouring_epfd >= 0 && !epoll_ctl (iouring_epfd, EPOLL_CTL_ADD, fd, &ev))
+    anfds [fd].eflags |= EV_IOURING_EPOLLED;
+  else
+    {
+      /* no epoll for it: poll it again on the ring, and spin if we must */
+      anfds [fd].events = 0;
+      fd_change (EV_A_ fd, EV_ANFD_REIFY);
+    }
+}
+
+/* the fd's watchers changed: it goes back to the ring, which tells again if it must */
+ecb_cold static void
+iouring_epoll_del (EV_P_ int fd)
+{
+  struct epoll_event ev; /* pre-2.6.9 kernels want one */
+
+  epoll_ctl (iouring_epfd, EPOLL_CTL_DEL, fd, &ev);
+  anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
 }
 
 /* a poll failed: the fd is bad (-EBADF) or the kernel gave up on it */
@@ -285,6 +345,12 @@ iouring_cqe_process (EV_P_ const struct ev_io_uring_cqe *cqe)
   if (ecb_expect_false (res < 0))
     {
       iouring_cqe_error (EV_A_ fd, res);
+      return;
+    }
+
+  if (ecb_expect_false (!(iouring_poll_to_ev (res) & anfds [fd].events)))
+    {
+      iouring_epoll_add (EV_A_ fd);
       return;
     }
 
@@ -331,6 +397,7 @@ iouring_internal_reset (EV_P)
   iouring_enter_flags = 0;
   iouring_tfd_polled = 0;
   iouring_tfd_to     = EV_TSTAMP_HUGE;
+  iouring_epfd_polled = 0;
 }
 
 /* unmaps and closes the ring; ring_fd < 0 leaves the fd alone (already closed or not ours) */
@@ -353,6 +420,22 @@ iouring_internal_destroy (EV_P_ int ring_fd)
     close (ring_fd);
 
   iouring_internal_reset (EV_A);
+}
+
+/* the epoll set of note l): gone with the ring, or shared with the parent after fork */
+ecb_cold static void
+iouring_epoll_destroy (EV_P)
+{
+  int fd;
+
+  if (iouring_epfd < 0)
+    return;
+
+  close (iouring_epfd);
+  iouring_epfd = -1;
+
+  for (fd = 0; fd < anfdmax; ++fd)
+    anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
 }
 
 /* the optional setup flags, newest first: each is dropped when the kernel says EINVAL */
@@ -529,6 +612,7 @@ iouring_switch_to_epoll (EV_P_ int ring_fd)
     fprintf (stderr, "libev: io_uring unusable (%s), switching to epoll\n", strerror (errno));
 
   iouring_internal_destroy (EV_A_ ring_fd);
+  iouring_epoll_destroy (EV_A);
 
   if (iouring_tfd >= 0)
     {
@@ -563,6 +647,7 @@ iouring_rebuild (EV_P_ int ring_fd)
 #endif
 
   iouring_internal_destroy (EV_A_ ring_fd);
+  iouring_epoll_destroy (EV_A);
   backend_fd = -1;
 
   fd = iouring_internal_init (EV_A);
@@ -729,6 +814,9 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
       return;
     }
 
+  if (ecb_expect_false (anfds [fd].eflags & EV_IOURING_EPOLLED))
+    iouring_epoll_del (EV_A_ fd);
+
   /* an armed poll: remove it, whether the events changed or the fd was re-set (oev == nev) */
   if (anfds [fd].emask)
     {
@@ -847,6 +935,18 @@ iouring_poll (EV_P_ ev_tstamp timeout)
       return;
     }
 
+  /* the epoll set of note l) is polled like any fd, level-triggered through re-arming */
+  if (ecb_expect_false (iouring_epfd >= 0 && !iouring_epfd_polled))
+    {
+      struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
+
+      if (!sqe)
+        return;
+
+      iouring_prep_poll_add (sqe, iouring_epfd, iouring_poll_mask (EV_READ), IOURING_UDATA_EPOLL);
+      iouring_epfd_polled = 1;
+    }
+
   sq_flags = iouring_load_acquire (iouring_sq_kflags);
 
   /* events already waiting, or fds to arm (fd_reify ran before us), mean no blocking */
@@ -900,6 +1000,7 @@ iouring_init (EV_P_ int flags)
   (void)flags;
 
   iouring_tfd     = -1;
+  iouring_epfd    = -1;
   iouring_entries = EV_IOURING_SQ_ENTRIES;
 
   fd = iouring_internal_init (EV_A);
@@ -919,6 +1020,7 @@ inline_size void
 iouring_destroy (EV_P)
 {
   iouring_internal_destroy (EV_A_ -1);
+  iouring_epoll_destroy (EV_A);
 
   if (iouring_tfd >= 0)
     close (iouring_tfd);
