@@ -83,6 +83,11 @@
  *    whose send buffer is full would complete at once, forever. such fds
  *    go to a small epoll set, itself polled on the ring, which reports
  *    only what was asked for, until their watchers change.
+ * m) programs that close an fd without stopping its watcher (epoll forgets
+ *    such fds on close) would keep the file open through our poll (note b)
+ *    forever. each iteration renews the poll of one armed fd, round robin:
+ *    a closed fd then answers -EBADF, and we forget it quietly, as epoll
+ *    does, so the peer sees the close within a bounded number of iterations.
  */
 
 #include "ev_iouring_abi.h"
@@ -103,8 +108,12 @@
 #define IOURING_UDATA_TIMERFD  ((((uint64_t)2) << 32) | IOURING_UDATA_FD_MASK)
 #define IOURING_UDATA_EPOLL    ((((uint64_t)3) << 32) | IOURING_UDATA_FD_MASK)
 
-/* anfds [fd].eflags: the fd is in the epoll set (note l) */
+/* anfds [fd].eflags: the fd is in the epoll set (note l), its poll was renewed (note m) */
 #define EV_IOURING_EPOLLED 1
+#define EV_IOURING_RENEWED 2
+
+/* slots of anfds looked at per iteration for a poll to renew (note m) */
+#define EV_IOURING_RENEW_SCAN 8
 
 #define EV_SQES ((struct ev_io_uring_sqe *)iouring_sqes)
 #define EV_CQES ((struct ev_io_uring_cqe *)iouring_cqes)
@@ -310,8 +319,11 @@ iouring_epoll_del (EV_P_ int fd)
 ecb_cold static void
 iouring_cqe_error (EV_P_ int fd, int res)
 {
+  /* a renewed poll of an fd closed without ev_io_stop (note m): forget it, as epoll does */
+  if (res == -EBADF && anfds [fd].eflags & EV_IOURING_RENEWED)
+    anfds [fd].eflags &= ~EV_IOURING_RENEWED;
   /* -ECANCELED: the submitting task exited (a thread, or a parent after fork): re-arm */
-  if (res == -ECANCELED)
+  else if (res == -ECANCELED)
     {
       anfds [fd].events = 0;
       fd_change (EV_A_ fd, EV_ANFD_REIFY);
@@ -347,6 +359,8 @@ iouring_cqe_process (EV_P_ const struct ev_io_uring_cqe *cqe)
       iouring_cqe_error (EV_A_ fd, res);
       return;
     }
+
+  anfds [fd].eflags &= ~EV_IOURING_RENEWED;
 
   if (ecb_expect_false (!(iouring_poll_to_ev (res) & anfds [fd].events)))
     {
@@ -817,6 +831,8 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
   if (ecb_expect_false (anfds [fd].eflags & EV_IOURING_EPOLLED))
     iouring_epoll_del (EV_A_ fd);
 
+  anfds [fd].eflags &= ~EV_IOURING_RENEWED;
+
   /* an armed poll: remove it, whether the events changed or the fd was re-set (oev == nev) */
   if (anfds [fd].emask)
     {
@@ -920,6 +936,33 @@ iouring_enter_wait (EV_P_ ev_tstamp timeout)
   return iouring_enter (EV_A_ 1, EV_IORING_ENTER_GETEVENTS, 0, 0);
 }
 
+/* note m): remove and re-add the next armed poll, so the kernel looks the fd up again */
+inline_speed void
+iouring_renew_step (EV_P)
+{
+  int i;
+
+  for (i = EV_IOURING_RENEW_SCAN; i--; )
+    {
+      int fd = iouring_renew_fd++;
+
+      if (ecb_expect_false (fd >= anfdmax))
+        {
+          iouring_renew_fd = 0;
+          return;
+        }
+
+      if (anfds [fd].emask)
+        {
+          int events = anfds [fd].emask;
+
+          iouring_modify (EV_A_ fd, events, events);
+          anfds [fd].eflags |= EV_IOURING_RENEWED;
+          return;
+        }
+    }
+}
+
 /*****************************************************************************/
 /* poll, init, destroy, fork */
 
@@ -956,7 +999,14 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   /* nothing to submit, nothing to wait for, no backlog, no task work: no syscall */
   if (ecb_expect_false (timeout <= 0.)
       && !iouring_sq_pending (EV_A)
-      && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN)))
+      && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN))
+      && ++iouring_skips & 63)
+    return;
+
+  /* renewals ride on a syscall we make anyway, or one in 64 of the skipped ones */
+  iouring_renew_step (EV_A);
+
+  if (ecb_expect_false (backend != EVBACKEND_IOURING))
     return;
 
   if (timeout > 0.)
@@ -1001,6 +1051,8 @@ iouring_init (EV_P_ int flags)
 
   iouring_tfd     = -1;
   iouring_epfd    = -1;
+  iouring_renew_fd = 0;
+  iouring_skips   = 0;
   iouring_entries = EV_IOURING_SQ_ENTRIES;
 
   fd = iouring_internal_init (EV_A);
