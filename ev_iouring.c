@@ -111,6 +111,7 @@
 /* anfds [fd].eflags: the fd is in the epoll set (note l), its poll was renewed (note m) */
 #define EV_IOURING_EPOLLED 1
 #define EV_IOURING_RENEWED 2
+#define EV_IOURING_FRESH   4 /* armed since the last renewal pass: its fd was good then */
 
 /* slots of anfds looked at per iteration for a poll to renew (note m) */
 #define EV_IOURING_RENEW_SCAN 8
@@ -854,7 +855,8 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
         return;
 
       iouring_prep_poll_add (sqe, fd, iouring_poll_mask (nev), iouring_fd_udata (EV_A_ fd));
-      anfds [fd].emask = nev;
+      anfds [fd].emask   = nev;
+      anfds [fd].eflags |= EV_IOURING_FRESH;
     }
 }
 
@@ -952,7 +954,10 @@ iouring_renew_step (EV_P)
           return;
         }
 
-      if (anfds [fd].emask)
+      /* a first -EBADF is the user's bad fd, and must reach the watcher */
+      if (anfds [fd].eflags & EV_IOURING_FRESH)
+        anfds [fd].eflags &= ~EV_IOURING_FRESH;
+      else if (anfds [fd].emask)
         {
           int events = anfds [fd].emask;
 
@@ -1000,10 +1005,10 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   if (ecb_expect_false (timeout <= 0.)
       && !iouring_sq_pending (EV_A)
       && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN))
-      && ++iouring_skips & 63)
+      && ++iouring_skips & 3)
     return;
 
-  /* renewals ride on a syscall we make anyway, or one in 64 of the skipped ones */
+  /* renewals ride on a syscall we make anyway, or one in 4 of the skipped ones */
   iouring_renew_step (EV_A);
 
   if (ecb_expect_false (backend != EVBACKEND_IOURING))
