@@ -1,0 +1,1126 @@
+/*
+ * test_hostile.c: a hostile world never aborts the loop and never loses an
+ * event.
+ *
+ * - io_uring unavailable: seccomp (EPERM, ENOSYS) and RLIMIT_MEMLOCK for an
+ *   unprivileged user (6.18 charges the rings to it: a limit of 0 refuses
+ *   every ring, 64 KiB fits a 64-entry one but not a 1024-entry one);
+ * - bad fds: never-opened (EV_ERROR), reused numbers, close without stop
+ *   (the peer must see EOF after a bounded number of iterations), stop and
+ *   close (EOF within one iteration);
+ * - a CQ backlog (ring made small through the setup_max hook);
+ * - signals interrupting the wait (EINTR is not an error);
+ * - the kernel refusing at runtime (enter_errno hook: EBADR, EBUSY, EAGAIN,
+ *   EINTR) and a ring rebuild that fails (setup_errno hook after the loop
+ *   exists, rebuild forced by EBADR or by a fork without ev_loop_fork): the
+ *   loop goes on, on epoll, with every watcher intact;
+ * - no backend fd survives exec (O_CLOEXEC), on both timeout paths;
+ * - 2000 loops created and destroyed leave no fd and no heap behind.
+ *
+ * code that runs in a forked child reports through its exit status (and a
+ * line on stderr), never through cmocka.
+ */
+
+#define _GNU_SOURCE 1
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define GUARD_SECONDS 10.
+#define MAX_RUNS      100
+
+/*****************************************************************************/
+/* helpers */
+
+static int guard_fired;
+
+static void
+guard_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  (void)w;
+  (void)revents;
+  guard_fired = 1;
+  ev_break (loop, EVBREAK_ALL);
+}
+
+/* watcher should not keep loop alive */
+static void
+guard_start (struct ev_loop *loop, ev_timer *t)
+{
+  guard_fired = 0;
+  ev_timer_init (t, guard_cb, GUARD_SECONDS, 0.);
+  ev_timer_start (loop, t);
+  ev_unref (loop);
+}
+
+static void
+guard_stop (struct ev_loop *loop, ev_timer *t)
+{
+  ev_ref (loop);
+  ev_timer_stop (loop, t);
+}
+
+/* in a forked child: report and leave */
+#define CHILD_CHECK(cond)                                               \
+  do {                                                                  \
+    if (!(cond))                                                        \
+      {                                                                 \
+        fprintf (stderr, "child %d: %s:%d: %s\n", (int)getpid (),       \
+                 __FILE__, __LINE__, #cond);                            \
+        _exit (1);                                                      \
+      }                                                                 \
+  } while (0)
+
+/* run fn in a forked child; its exit status must be 0 */
+static void
+in_child (void (*fn) (void *), void *arg)
+{
+  int status;
+  pid_t pid;
+
+  fflush (stdout);
+  fflush (stderr);
+  pid = fork ();
+  assert_true (pid >= 0);
+
+  if (!pid)
+    {
+      alarm (TEST_WATCHDOG);
+      fn (arg);
+      _exit (0);
+    }
+
+  assert_int_equal (waitpid (pid, &status, 0), pid);
+  if (!WIFEXITED (status))
+    fail_msg ("child killed by signal %d", WTERMSIG (status));
+  assert_int_equal (WEXITSTATUS (status), 0);
+}
+
+/* the fds open when main started: inherited ones are not ours to judge */
+static unsigned char fds_at_start [4096];
+
+static void
+fds_snapshot (unsigned char *set, size_t n)
+{
+  DIR *d = opendir ("/proc/self/fd");
+  struct dirent *e;
+
+  memset (set, 0, n);
+  if (!d)
+    return;
+
+  while ((e = readdir (d)))
+    {
+      int fd = atoi (e->d_name);
+
+      if (e->d_name [0] != '.' && fd >= 0 && (size_t)fd < n && fd != dirfd (d))
+        set [fd] = 1;
+    }
+
+  closedir (d);
+}
+
+/* a pipe watcher, written to, must be called within MAX_RUNS iterations */
+static int
+loop_works (struct ev_loop *loop)
+{
+  struct test_io t;
+  int p [2], i;
+
+  if (pipe2 (p, O_NONBLOCK | O_CLOEXEC))
+    return 0;
+
+  test_io_init (&t, p [0], EV_READ);
+  t.drain = 1;
+  ev_io_start (loop, &t.w);
+  ev_run (loop, EVRUN_NOWAIT);
+
+  if (write (p [1], "x", 1) != 1)
+    return 0;
+
+  for (i = 0; i < MAX_RUNS && !t.calls; ++i)
+    ev_run (loop, EVRUN_NOWAIT);
+
+  ev_io_stop (loop, &t.w);
+  ev_run (loop, EVRUN_NOWAIT);
+  close (p [0]);
+  close (p [1]);
+
+  return t.calls >= 1 && (t.revents & EV_READ);
+}
+
+/*****************************************************************************/
+/* io_uring unavailable: seccomp */
+
+/* a classic BPF program: io_uring_setup/enter/register fail with errno */
+static int
+seccomp_deny_io_uring (int err)
+{
+  struct sock_filter code [] = {
+#if defined __x86_64__ || defined __aarch64__
+    BPF_STMT (BPF_LD | BPF_W | BPF_ABS, offsetof (struct seccomp_data, arch)),
+# ifdef __x86_64__
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+# else
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_AARCH64, 1, 0),
+# endif
+    BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+#endif
+    BPF_STMT (BPF_LD | BPF_W | BPF_ABS, offsetof (struct seccomp_data, nr)),
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, EV_SYS_io_uring_setup, 3, 0),
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, EV_SYS_io_uring_enter, 2, 0),
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, EV_SYS_io_uring_register, 1, 0),
+    BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err & SECCOMP_RET_DATA)),
+  };
+  struct sock_fprog prog = { sizeof code / sizeof code [0], code };
+
+  if (prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    return -1;
+
+  return prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static int
+raw_setup (unsigned int entries)
+{
+  struct ev_io_uring_params p;
+  int fd;
+
+  memset (&p, 0, sizeof p);
+  fd = syscall (EV_SYS_io_uring_setup, entries, &p);
+  if (fd < 0)
+    return -errno;
+
+  close (fd);
+  return 0;
+}
+
+/* io_uring refused outright: epoll when allowed, NULL when not, no fd left */
+static void
+unavailable_child (void *arg)
+{
+  int err = *(int *)arg, n0;
+  struct ev_loop *loop;
+
+  CHILD_CHECK (raw_setup (8) == -err);
+
+  n0 = test_fd_count ();
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
+  CHILD_CHECK (loop);
+  CHILD_CHECK (ev_backend (loop) == EVBACKEND_EPOLL);
+  CHILD_CHECK (loop_works (loop));
+  ev_loop_destroy (loop);
+  CHILD_CHECK (test_fd_count () == n0);
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+  CHILD_CHECK (!loop);
+  CHILD_CHECK (test_fd_count () == n0);
+
+  /* what an unchanged program gets from the environment */
+  setenv ("LIBEV_FLAGS", "128", 1);
+  loop = ev_loop_new (0);
+  CHILD_CHECK (!loop);
+  setenv ("LIBEV_FLAGS", "132", 1); /* io_uring | epoll */
+  loop = ev_loop_new (0);
+  CHILD_CHECK (loop && ev_backend (loop) == EVBACKEND_EPOLL);
+  ev_loop_destroy (loop);
+  CHILD_CHECK (test_fd_count () == n0);
+}
+
+static void
+seccomp_child (void *arg)
+{
+  CHILD_CHECK (!seccomp_deny_io_uring (*(int *)arg));
+  unavailable_child (arg);
+}
+
+static void
+test_hostile_seccomp_eperm (void **state)
+{
+  int err = EPERM;
+
+  (void)state;
+  in_child (seccomp_child, &err);
+}
+
+static void
+test_hostile_seccomp_enosys (void **state)
+{
+  int err = ENOSYS;
+
+  (void)state;
+  in_child (seccomp_child, &err);
+}
+
+/*****************************************************************************/
+/* io_uring unavailable or small: RLIMIT_MEMLOCK of an unprivileged user */
+
+static void
+become_nobody (rlim_t memlock)
+{
+  struct rlimit r = { memlock, memlock };
+
+  CHILD_CHECK (!setrlimit (RLIMIT_MEMLOCK, &r));
+  CHILD_CHECK (!setgroups (0, 0));
+  CHILD_CHECK (!setgid (65534));
+  CHILD_CHECK (!setuid (65534));
+}
+
+static void
+memlock_zero_child (void *arg)
+{
+  int err = ENOMEM;
+
+  (void)arg;
+  become_nobody (0);
+
+  /* 6.18 charges rings to RLIMIT_MEMLOCK; kernels that do not would
+     give us a ring here, and then there is nothing to test */
+  if (!raw_setup (1))
+    {
+      fprintf (stderr, "child: memlock 0 does not stop io_uring_setup here\n");
+      return;
+    }
+
+  unavailable_child (&err);
+}
+
+static void
+test_hostile_memlock_zero (void **state)
+{
+  (void)state;
+  in_child (memlock_zero_child, 0);
+}
+
+/* 64 KiB: a 1024-entry ring does not fit, a 64-entry one does */
+static void
+memlock_small_child (void *arg)
+{
+  struct ev_loop *loop;
+  int n0;
+
+  (void)arg;
+  become_nobody (64 * 1024);
+  n0 = test_fd_count ();
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+  if (!loop)
+    {
+      /* giving up is only fine when no small ring fits either */
+      CHILD_CHECK (raw_setup (8) == -ENOMEM);
+      return;
+    }
+
+  CHILD_CHECK (ev_backend (loop) == EVBACKEND_IOURING);
+  CHILD_CHECK (ev_iouring_test_sq_entries < 1024);
+  CHILD_CHECK (loop_works (loop));
+  ev_loop_destroy (loop);
+  CHILD_CHECK (test_fd_count () == n0);
+}
+
+static void
+test_hostile_memlock_small (void **state)
+{
+  (void)state;
+  in_child (memlock_small_child, 0);
+}
+
+/*****************************************************************************/
+/* bad fds */
+
+/* an fd number that is not open: EV_ERROR, the watcher is stopped.  our
+   backend's contract only: libev's epoll backend asserts on EBADF */
+static void
+test_hostile_ebadf (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io t;
+  int fd, i;
+
+  fd = dup (0);
+  assert_true (fd >= 0);
+  close (fd);
+
+  test_io_init (&t, fd, EV_READ);
+  ev_io_start (ctx->loop, &t.w);
+
+  for (i = 0; i < 10 && !t.calls; ++i)
+    ev_run (ctx->loop, EVRUN_NOWAIT);
+
+  assert_int_equal (t.calls, 1);
+  assert_true (t.last & EV_ERROR);
+  assert_false (ev_is_active (&t.w));
+
+  /* and the loop is still fine */
+  assert_true (loop_works (ctx->loop));
+}
+
+/* reopen the pair fds [] as a new one, landing on the same numbers */
+static void
+reopen_pipe (int fds [2])
+{
+  int p [2], k;
+
+  assert_int_equal (pipe2 (p, O_NONBLOCK | O_CLOEXEC), 0);
+
+  /* usually the kernel hands out the freed numbers again by itself */
+  if (p [0] == fds [0] && p [1] == fds [1])
+    return;
+
+  for (k = 0; k < 2; ++k)
+    {
+      int high = fcntl (p [k], F_DUPFD_CLOEXEC, 512);
+
+      assert_true (high >= 0);
+      close (p [k]);
+      p [k] = high;
+    }
+
+  for (k = 0; k < 2; ++k)
+    {
+      assert_int_equal (dup3 (p [k], fds [k], O_CLOEXEC), fds [k]);
+      close (p [k]);
+    }
+}
+
+/* the readiness of the old pipe must not reach the watcher of the new one,
+   whether it was still pending in the kernel or already completed */
+static void
+test_hostile_fd_reuse (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io t;
+  int p [2], round;
+
+  test_pipe (ctx, p);
+  test_io_init (&t, p [0], EV_READ);
+  ev_io_start (ctx->loop, &t.w);
+
+  for (round = 0; round < 2; ++round)
+    {
+      test_run_nowait (ctx->loop, 2);
+      assert_int_equal (t.calls, 0);
+
+      /* round 0: readable, the completion is waiting to be reaped;
+         round 1: reported once, then the pipe is replaced */
+      test_put (p [1]);
+      if (round)
+        {
+          test_run_nowait (ctx->loop, 1);
+          assert_true (t.calls >= 1);
+          t.calls = 0;
+        }
+
+      ev_io_stop (ctx->loop, &t.w);
+      close (p [0]);
+      close (p [1]);
+      reopen_pipe (p);
+      ev_io_set (&t.w, p [0], EV_READ);
+      ev_io_start (ctx->loop, &t.w);
+
+      test_run_nowait (ctx->loop, 5);
+      assert_int_equal (t.calls, 0);
+
+      test_put (p [1]);
+      test_run_nowait (ctx->loop, 3);
+      assert_true (t.calls >= 1);
+      assert_int_equal (t.last, EV_READ);
+      test_get (p [0]);
+      test_run_nowait (ctx->loop, 1);
+      t.calls = 0;
+    }
+
+  ev_io_stop (ctx->loop, &t.w);
+}
+
+/* peer end of a socketpair: has it seen EOF? */
+static int
+peer_sees_eof (int fd)
+{
+  char c;
+
+  return recv (fd, &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0;
+}
+
+/* ev_io_stop, close: the peer sees EOF within one loop iteration */
+static void
+test_hostile_stop_close (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io t;
+  int s [2];
+
+  test_socketpair (ctx, s);
+  test_io_init (&t, s [0], EV_READ);
+  ev_io_start (ctx->loop, &t.w);
+  test_run_nowait (ctx->loop, 2);
+
+  ev_io_stop (ctx->loop, &t.w);
+  test_close (ctx, s [0]);
+  test_run_nowait (ctx->loop, 1);
+
+  assert_true (peer_sees_eof (s [1]));
+}
+
+/* close without ev_io_stop (epoll tolerates it): no abort, and the socket
+   is not kept open by a pending poll for ever: the peer sees EOF within a
+   bounded number of iterations */
+#define CLOSE_RUNS 16
+
+static void
+test_hostile_close_active (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io t, other;
+  int s [2], p [2], i;
+
+  test_socketpair (ctx, s);
+  test_pipe (ctx, p);
+  test_io_init (&t, s [0], EV_READ);
+  test_io_init (&other, p [0], EV_READ);
+  other.drain = 1;
+  ev_io_start (ctx->loop, &t.w);
+  ev_io_start (ctx->loop, &other.w);
+  test_run_nowait (ctx->loop, 2);
+
+  test_close (ctx, s [0]);
+
+  for (i = 0; i < CLOSE_RUNS && !peer_sees_eof (s [1]); ++i)
+    ev_run (ctx->loop, EVRUN_NOWAIT);
+
+  if (!peer_sees_eof (s [1]))
+    print_error ("peer saw no EOF after %d iterations\n", CLOSE_RUNS);
+  assert_true (peer_sees_eof (s [1]));
+
+  /* the rest of the loop is unharmed, and the late stop is harmless */
+  test_put (p [1]);
+  test_run_nowait (ctx->loop, 3);
+  assert_true (other.calls >= 1);
+  ev_io_stop (ctx->loop, &t.w);
+  ev_io_stop (ctx->loop, &other.w);
+  test_run_nowait (ctx->loop, 2);
+}
+
+/*****************************************************************************/
+/* a CQ backlog: far more ready fds than a small ring's CQ holds */
+
+#define BACKLOG_PIPES 300
+
+struct backlog
+{
+  struct test_io t [BACKLOG_PIPES];
+  int            fds [BACKLOG_PIPES][2];
+};
+
+static void
+test_hostile_backlog (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct ev_loop *loop;
+  struct backlog *b;
+  int i, runs, done;
+
+  /* a ring of at most 8 sqes: the backend retries smaller, as on ENOMEM */
+  ev_iouring_test_setup_max = 8;
+  loop = test_loop_new (ctx->mode);
+  assert_non_null (loop);
+  assert_int_equal (ev_backend (loop), ctx->mode->backend);
+  if (TEST_IS_IOURING (ctx))
+    assert_true (ev_iouring_test_cq_entries * 4 < BACKLOG_PIPES);
+
+  b = calloc (1, sizeof *b);
+  assert_non_null (b);
+
+  for (i = 0; i < BACKLOG_PIPES; ++i)
+    {
+      assert_int_equal (pipe2 (b->fds [i], O_NONBLOCK | O_CLOEXEC), 0);
+      test_io_init (&b->t [i], b->fds [i][0], EV_READ);
+      b->t [i].drain = 1;
+      ev_io_start (loop, &b->t [i].w);
+    }
+
+  /* armed while idle, then everything becomes ready at once */
+  test_run_nowait (loop, 2);
+  for (i = 0; i < BACKLOG_PIPES; ++i)
+    test_put (b->fds [i][1]);
+
+  for (runs = 0; runs < MAX_RUNS; ++runs)
+    {
+      ev_run (loop, EVRUN_NOWAIT);
+
+      for (done = i = 0; i < BACKLOG_PIPES; ++i)
+        done += b->t [i].calls > 0;
+      if (done == BACKLOG_PIPES)
+        break;
+    }
+
+  /* a few more: drained pipes stay quiet */
+  test_run_nowait (loop, 3);
+
+  for (i = 0; i < BACKLOG_PIPES; ++i)
+    {
+      if (b->t [i].calls != 1)
+        print_error ("pipe %d: %d calls\n", i, b->t [i].calls);
+      assert_int_equal (b->t [i].calls, 1);
+      ev_io_stop (loop, &b->t [i].w);
+      close (b->fds [i][0]);
+      close (b->fds [i][1]);
+    }
+
+  free (b);
+  ev_loop_destroy (loop);
+}
+
+/*****************************************************************************/
+/* signals interrupting the wait */
+
+static volatile sig_atomic_t usr2_count;
+
+static void
+usr2_handler (int sig)
+{
+  (void)sig;
+  ++usr2_count;
+}
+
+struct pester
+{
+  pthread_t target;
+  int       wfd;
+};
+
+static void *
+pester_main (void *arg)
+{
+  struct pester *p = arg;
+  int i;
+
+  for (i = 0; i < 20; ++i)
+    {
+      pthread_kill (p->target, SIGUSR2);
+      usleep (2000);
+    }
+
+  if (write (p->wfd, "x", 1) != 1)
+    abort ();
+
+  return 0;
+}
+
+static int eintr_timer_calls;
+
+static void
+eintr_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  (void)loop;
+  (void)w;
+  (void)revents;
+  ++eintr_timer_calls;
+}
+
+static void
+eintr_break_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  test_io_cb (loop, w, revents);
+  ev_break (loop, EVBREAK_ALL);
+}
+
+static void
+eintr_run (struct test_ctx *ctx, int flags)
+{
+  struct sigaction sa, old;
+  struct pester p;
+  struct test_io t;
+  ev_timer guard, tm;
+  pthread_t th;
+  int fds [2];
+
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = usr2_handler;
+  sa.sa_flags   = flags;
+  sigemptyset (&sa.sa_mask);
+  assert_int_equal (sigaction (SIGUSR2, &sa, &old), 0);
+
+  test_pipe (ctx, fds);
+  test_io_init (&t, fds [0], EV_READ);
+  ev_set_cb (&t.w, eintr_break_cb);
+  ev_io_start (ctx->loop, &t.w);
+
+  /* a timer due in the middle of the signals */
+  eintr_timer_calls = 0;
+  ev_timer_init (&tm, eintr_timer_cb, 0.01, 0.);
+  ev_timer_start (ctx->loop, &tm);
+
+  usr2_count = 0;
+  p.target = pthread_self ();
+  p.wfd    = fds [1];
+
+  guard_start (ctx->loop, &guard);
+  assert_int_equal (pthread_create (&th, 0, pester_main, &p), 0);
+  ev_run (ctx->loop, 0);
+  assert_int_equal (pthread_join (th, 0), 0);
+  guard_stop (ctx->loop, &guard);
+
+  /* the io watcher may have broken the loop before the timer was due */
+  if (!eintr_timer_calls)
+    {
+      guard_start (ctx->loop, &guard);
+      ev_set_cb (&t.w, test_io_cb);
+      while (!eintr_timer_calls && !guard_fired)
+        ev_run (ctx->loop, EVRUN_ONCE);
+      guard_stop (ctx->loop, &guard);
+    }
+
+  assert_false (guard_fired);
+  assert_true (usr2_count >= 1);
+  assert_int_equal (t.calls, 1);
+  assert_int_equal (t.last, EV_READ);
+  assert_int_equal (eintr_timer_calls, 1);
+
+  ev_timer_stop (ctx->loop, &tm);
+  ev_io_stop (ctx->loop, &t.w);
+  sigaction (SIGUSR2, &old, 0);
+}
+
+static void
+test_hostile_eintr (void **state)
+{
+  eintr_run (*state, 0);
+}
+
+static void
+test_hostile_eintr_restart (void **state)
+{
+  eintr_run (*state, SA_RESTART);
+}
+
+/*****************************************************************************/
+/* the kernel refusing at runtime, and a ring that cannot be rebuilt */
+
+/* one of every kind of watcher that reaches the backend */
+struct zoo
+{
+  struct test_io rd;    /* pipe, read */
+  struct test_io wr;    /* socketpair, write */
+  ev_timer       tm;
+  ev_async       as;
+  ev_signal      sig;
+  int            tm_calls, as_calls, sig_calls;
+  int            p [2], s [2];
+};
+
+static void
+zoo_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  struct zoo *z = (struct zoo *)((char *)w - offsetof (struct zoo, tm));
+
+  (void)loop;
+  (void)revents;
+  ++z->tm_calls;
+}
+
+static void
+zoo_async_cb (struct ev_loop *loop, ev_async *w, int revents)
+{
+  struct zoo *z = (struct zoo *)((char *)w - offsetof (struct zoo, as));
+
+  (void)loop;
+  (void)revents;
+  ++z->as_calls;
+}
+
+static void
+zoo_signal_cb (struct ev_loop *loop, ev_signal *w, int revents)
+{
+  struct zoo *z = (struct zoo *)((char *)w - offsetof (struct zoo, sig));
+
+  (void)loop;
+  (void)revents;
+  ++z->sig_calls;
+}
+
+/* fds are closed by the caller; non-cmocka, so a child can use it */
+static int
+zoo_start (struct ev_loop *loop, struct zoo *z)
+{
+  memset (z, 0, sizeof *z);
+
+  if (pipe2 (z->p, O_NONBLOCK | O_CLOEXEC)
+      || socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, z->s))
+    return 0;
+
+  test_io_init (&z->rd, z->p [0], EV_READ);
+  z->rd.drain = 1;
+  test_io_init (&z->wr, z->s [0], EV_WRITE);
+  z->wr.stop = 1; /* always writable: else EVRUN_ONCE never waits */
+  ev_timer_init (&z->tm, zoo_timer_cb, 0.001, 0.001);
+  ev_async_init (&z->as, zoo_async_cb);
+  ev_signal_init (&z->sig, zoo_signal_cb, SIGUSR1);
+
+  ev_io_start (loop, &z->rd.w);
+  ev_io_start (loop, &z->wr.w);
+  ev_timer_start (loop, &z->tm);
+  ev_async_start (loop, &z->as);
+  ev_signal_start (loop, &z->sig);
+  ev_run (loop, EVRUN_NOWAIT);
+  return 1;
+}
+
+/* every watcher delivers again; 0 names nothing, else the one that did not */
+static const char *
+zoo_check (struct ev_loop *loop, struct zoo *z)
+{
+  int i;
+
+  z->rd.calls = z->wr.calls = z->tm_calls = z->as_calls = z->sig_calls = 0;
+
+  if (write (z->p [1], "x", 1) != 1)
+    return "write";
+  ev_io_start (loop, &z->wr.w);
+  ev_async_send (loop, &z->as);
+  kill (getpid (), SIGUSR1);
+
+  for (i = 0; i < MAX_RUNS; ++i)
+    {
+      ev_run (loop, EVRUN_ONCE);
+
+      if (z->rd.calls && z->wr.calls && z->tm_calls && z->as_calls && z->sig_calls)
+        break;
+    }
+
+  if (!z->rd.calls)  return "pipe read";
+  if (!z->wr.calls)  return "socket write";
+  if (!z->tm_calls)  return "timer";
+  if (!z->as_calls)  return "async";
+  if (!z->sig_calls) return "signal";
+
+  /* the pipe was drained: it stays quiet */
+  z->rd.calls = 0;
+  for (i = 0; i < 3; ++i)
+    ev_run (loop, EVRUN_NOWAIT);
+  if (z->rd.calls)
+    return "drained pipe still reported";
+
+  return 0;
+}
+
+static void
+zoo_stop (struct ev_loop *loop, struct zoo *z)
+{
+  ev_io_stop (loop, &z->rd.w);
+  ev_io_stop (loop, &z->wr.w);
+  ev_timer_stop (loop, &z->tm);
+  ev_async_stop (loop, &z->as);
+  ev_signal_stop (loop, &z->sig);
+  close (z->p [0]);
+  close (z->p [1]);
+  close (z->s [0]);
+  close (z->s [1]);
+}
+
+static void
+zoo_assert (struct ev_loop *loop, struct zoo *z)
+{
+  const char *broken = zoo_check (loop, z);
+
+  if (broken)
+    fail_msg ("backend 0x%x: %s watcher silent", ev_backend (loop), broken);
+}
+
+static void
+refusal_run (struct test_ctx *ctx, int err)
+{
+  struct zoo z;
+  unsigned long rebuilds = ev_iouring_test_rebuilds;
+
+  assert_true (zoo_start (ctx->loop, &z));
+  zoo_assert (ctx->loop, &z);
+
+  ev_iouring_test_enter_errno = err;
+  zoo_assert (ctx->loop, &z);
+  /* the hook fired: the refusal really happened */
+  assert_int_equal (ev_iouring_test_enter_errno, 0);
+
+  /* EBADR (5.19): cqes were lost, a new ring is the documented cure;
+     the others are transient and keep the ring */
+  if (err == EBADR)
+    assert_true (ev_iouring_test_rebuilds > rebuilds);
+  else
+    assert_int_equal (ev_iouring_test_rebuilds, rebuilds);
+
+  assert_int_equal (ev_backend (ctx->loop), EVBACKEND_IOURING);
+  zoo_assert (ctx->loop, &z);
+  zoo_stop (ctx->loop, &z);
+}
+
+static void test_hostile_enter_ebadr (void **state)  { refusal_run (*state, EBADR); }
+static void test_hostile_enter_ebusy (void **state)  { refusal_run (*state, EBUSY); }
+static void test_hostile_enter_eagain (void **state) { refusal_run (*state, EAGAIN); }
+static void test_hostile_enter_eintr (void **state)  { refusal_run (*state, EINTR); }
+
+/* EBADR forces a new ring, and the new ring cannot be had: epoll */
+static void
+test_hostile_rebuild_fails (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct zoo z;
+
+  assert_true (zoo_start (ctx->loop, &z));
+  zoo_assert (ctx->loop, &z);
+
+  ev_iouring_test_setup_errno = ENOMEM;
+  ev_iouring_test_enter_errno = EBADR;
+  zoo_assert (ctx->loop, &z);
+  assert_int_equal (ev_iouring_test_enter_errno, 0);
+  assert_int_equal (ev_backend (ctx->loop), EVBACKEND_EPOLL);
+
+  /* and it stays on epoll, delivering, with io_uring available again */
+  ev_iouring_test_setup_errno = 0;
+  zoo_assert (ctx->loop, &z);
+  assert_int_equal (ev_backend (ctx->loop), EVBACKEND_EPOLL);
+  zoo_stop (ctx->loop, &z);
+}
+
+/* a fork without ev_loop_fork needs a new ring in the child: none to be had */
+static void
+rebuild_fork_child (void *arg)
+{
+  struct ev_loop *loop = arg;
+  struct zoo z;
+  const char *broken;
+
+  ev_iouring_test_setup_errno = ENOMEM;
+
+  CHILD_CHECK (zoo_start (loop, &z));
+  broken = zoo_check (loop, &z);
+  if (broken)
+    fprintf (stderr, "child: %s watcher silent\n", broken);
+  CHILD_CHECK (!broken);
+  CHILD_CHECK (ev_backend (loop) == EVBACKEND_EPOLL);
+  zoo_stop (loop, &z);
+}
+
+static void
+test_hostile_rebuild_fails_fork (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct zoo z;
+
+  assert_true (zoo_start (ctx->loop, &z));
+  zoo_assert (ctx->loop, &z);
+  zoo_stop (ctx->loop, &z);
+
+  in_child (rebuild_fork_child, ctx->loop);
+
+  /* the parent's ring is untouched */
+  assert_int_equal (ev_backend (ctx->loop), EVBACKEND_IOURING);
+  assert_true (loop_works (ctx->loop));
+}
+
+/*****************************************************************************/
+/* O_CLOEXEC: nothing of the backend reaches an exec'd program */
+
+static void
+test_hostile_cloexec (void **state)
+{
+  struct test_ctx *ctx = *state;
+  static unsigned char now [4096];
+  struct ev_loop *loop2;
+  struct test_io t, t2;
+  ev_timer tm, tm2;
+  ev_async as;
+  char cmd [4096];
+  size_t len;
+  int p [2], fd, status, checked = 0;
+  pid_t pid;
+
+  /* a second loop on the other timeout path (timerfd) */
+  ev_iouring_test_nofeat = ctx->mode->nofeat ^ EV_IORING_FEAT_EXT_ARG;
+  loop2 = ev_loop_new (ctx->mode->backend | EVFLAG_NOENV);
+  assert_non_null (loop2);
+
+  test_pipe (ctx, p);
+  test_io_init (&t, p [1], EV_WRITE);
+  ev_io_start (ctx->loop, &t.w);
+  ev_timer_init (&tm, 0, 30., 0.);
+  ev_async_init (&as, 0);
+  ev_timer_start (ctx->loop, &tm);
+  ev_async_start (ctx->loop, &as);
+  ev_run (ctx->loop, EVRUN_NOWAIT);
+  test_io_init (&t2, p [1], EV_WRITE);
+  ev_timer_init (&tm2, 0, 30., 0.);
+  ev_io_start (loop2, &t2.w);
+  ev_timer_start (loop2, &tm2);
+  ev_run (loop2, EVRUN_NOWAIT);
+
+  fds_snapshot (now, sizeof now);
+  len = snprintf (cmd, sizeof cmd, "r=0;");
+
+  for (fd = 3; fd < (int)sizeof now; ++fd)
+    if (now [fd] && !fds_at_start [fd])
+      {
+        int fl = fcntl (fd, F_GETFD);
+
+        if (!(fl & FD_CLOEXEC))
+          print_error ("fd %d is not close-on-exec\n", fd);
+        assert_true (fl & FD_CLOEXEC);
+        ++checked;
+
+        if (len < sizeof cmd - 100)
+          len += snprintf (cmd + len, sizeof cmd - len,
+                           "[ -e /proc/self/fd/%d ] && echo \"fd %d leaked into exec\" >&2 && r=1;",
+                           fd, fd);
+      }
+
+  snprintf (cmd + len, sizeof cmd - len, "exit $r");
+
+  /* ring, epoll or timerfd: something of the backend must be there */
+  assert_true (checked >= 2);
+
+  fflush (stdout);
+  fflush (stderr);
+  pid = fork ();
+  assert_true (pid >= 0);
+  if (!pid)
+    {
+      execl ("/bin/sh", "sh", "-c", cmd, (char *)0);
+      _exit (127);
+    }
+
+  assert_int_equal (waitpid (pid, &status, 0), pid);
+  assert_true (WIFEXITED (status));
+  assert_int_equal (WEXITSTATUS (status), 0);
+
+  ev_io_stop (loop2, &t2.w);
+  ev_timer_stop (loop2, &tm2);
+  ev_loop_destroy (loop2);
+  ev_io_stop (ctx->loop, &t.w);
+  ev_timer_stop (ctx->loop, &tm);
+  ev_async_stop (ctx->loop, &as);
+}
+
+/*****************************************************************************/
+/* 2000 loops: no fd and no heap left behind */
+
+#define CYCLES 2000
+
+static void
+test_hostile_cycles (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct mallinfo2 m0, m1;
+  int n0, i, p [2];
+
+  test_pipe (ctx, p);
+
+  /* once first, so one-time allocations are not counted */
+  for (i = 0; i < 2; ++i)
+    {
+      struct ev_loop *loop = test_loop_new (ctx->mode);
+
+      assert_non_null (loop);
+      ev_loop_destroy (loop);
+    }
+
+  n0 = test_fd_count ();
+  m0 = mallinfo2 ();
+
+  for (i = 0; i < CYCLES; ++i)
+    {
+      struct ev_loop *loop = test_loop_new (ctx->mode);
+      struct test_io t;
+      ev_timer tm;
+
+      if (!loop)
+        fail_msg ("cycle %d: ev_loop_new failed", i);
+      if (ev_backend (loop) != ctx->mode->backend)
+        fail_msg ("cycle %d: backend 0x%x", i, ev_backend (loop));
+
+      test_io_init (&t, p [1], EV_WRITE);
+      ev_io_start (loop, &t.w);
+      ev_timer_init (&tm, 0, 60., 0.);
+      ev_timer_start (loop, &tm);
+      ev_run (loop, EVRUN_NOWAIT);
+      if (t.calls != 1)
+        fail_msg ("cycle %d: %d write callbacks", i, t.calls);
+
+      ev_loop_destroy (loop);
+    }
+
+  m1 = mallinfo2 ();
+
+  assert_int_equal (test_fd_count (), n0);
+  /* a leak of one small block per loop would be 2000 blocks */
+  if (m1.uordblks > m0.uordblks + 16 * 1024)
+    fail_msg ("heap grew by %zu bytes over %d loops", m1.uordblks - m0.uordblks, CYCLES);
+}
+
+/*****************************************************************************/
+
+static const struct CMUnitTest tests [] = {
+  TEST_BOTH (test_hostile_backlog),
+  TEST_ON (test_hostile_backlog, nonodrop),
+  TEST_ON (test_hostile_backlog, oldest),
+  TEST_ON (test_hostile_cloexec, iouring),
+  TEST_ON (test_hostile_cloexec, noregring),
+  TEST_BOTH (test_hostile_close_active),
+  TEST_BOTH (test_hostile_cycles),
+  TEST_ON (test_hostile_ebadf, iouring),
+  TEST_ON (test_hostile_ebadf, oldest),
+  TEST_BOTH (test_hostile_eintr),
+  TEST_ON (test_hostile_eintr, noextarg),
+  TEST_BOTH (test_hostile_eintr_restart),
+  TEST_ON (test_hostile_enter_eagain, iouring),
+  TEST_ON (test_hostile_enter_ebadr, iouring),
+  TEST_ON (test_hostile_enter_ebadr, noextarg),
+  TEST_ON (test_hostile_enter_ebusy, iouring),
+  TEST_ON (test_hostile_enter_eintr, iouring),
+  TEST_BOTH (test_hostile_fd_reuse),
+  TEST_ON (test_hostile_memlock_small, iouring),
+  TEST_ON (test_hostile_memlock_zero, iouring),
+  TEST_ON (test_hostile_rebuild_fails, iouring),
+  TEST_ON (test_hostile_rebuild_fails, noextarg),
+  TEST_ON (test_hostile_rebuild_fails_fork, iouring),
+  TEST_ON (test_hostile_seccomp_enosys, iouring),
+  TEST_ON (test_hostile_seccomp_eperm, iouring),
+  TEST_BOTH (test_hostile_stop_close),
+};
+
+int
+main (void)
+{
+  fds_snapshot (fds_at_start, sizeof fds_at_start);
+
+  if (test_probe ())
+    return 77;
+
+  /* TEST_FILTER='*@epoll' runs a subset, TEST_SKIP leaves one out (globs) */
+  if (getenv ("TEST_FILTER"))
+    cmocka_set_test_filter (getenv ("TEST_FILTER"));
+  if (getenv ("TEST_SKIP"))
+    cmocka_set_skip_filter (getenv ("TEST_SKIP"));
+
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
