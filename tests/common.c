@@ -1,0 +1,411 @@
+/*
+ * common.c: the test hooks' definitions, the kernel probe, the loop fixtures
+ * and the fd helpers shared by tests/test_*.c.  see common.h.
+ */
+
+#define _GNU_SOURCE 1
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "common.h"
+
+/*****************************************************************************/
+/* test hooks (read by libev-test.a, ignored by any other libev) */
+
+unsigned int  ev_iouring_test_nofeat;
+unsigned int  ev_iouring_test_nosetup;
+unsigned int  ev_iouring_test_noregister;
+int           ev_iouring_test_setup_errno;
+unsigned int  ev_iouring_test_setup_max;
+int           ev_iouring_test_enter_errno;
+unsigned int  ev_iouring_test_setup_flags;
+unsigned int  ev_iouring_test_features;
+unsigned int  ev_iouring_test_sq_entries;
+unsigned int  ev_iouring_test_cq_entries;
+unsigned long ev_iouring_test_enters;
+unsigned long ev_iouring_test_rebuilds;
+
+void
+test_hooks_reset (void)
+{
+  ev_iouring_test_nofeat      = 0;
+  ev_iouring_test_nosetup     = 0;
+  ev_iouring_test_noregister  = 0;
+  ev_iouring_test_setup_errno = 0;
+  ev_iouring_test_setup_max   = 0;
+  ev_iouring_test_enter_errno = 0;
+}
+
+/*****************************************************************************/
+/* kernel probe */
+
+struct test_kernel test_kernel;
+
+static pid_t test_main_pid;
+
+static int
+test_raw_setup (unsigned int entries, unsigned int flags)
+{
+  struct io_uring_params p;
+  int fd;
+
+  memset (&p, 0, sizeof p);
+  p.flags      = flags;
+  p.cq_entries = entries * 4;
+
+  fd = syscall (__NR_io_uring_setup, entries, &p);
+
+  if (fd < 0)
+    return -errno;
+
+  if (!(flags & ~EV_IORING_SETUP_CQSIZE))
+    test_kernel.features = p.features;
+
+  close (fd);
+  return 0;
+}
+
+static void
+test_probe_setup_flag (unsigned int flag, unsigned int needs)
+{
+  if (!test_raw_setup (8, flag | needs))
+    test_kernel.setup_flags |= flag;
+}
+
+/* libev calls this instead of abort ()ing on a system error */
+static void
+test_syserr (const char *msg) EV_NOEXCEPT
+{
+  if (getpid () != test_main_pid)
+    {
+      fprintf (stderr, "child %d: libev syserr: %s: %s\n",
+               (int)getpid (), msg, strerror (errno));
+      _exit (98);
+    }
+
+  fail_msg ("libev syserr: %s: %s", msg, strerror (errno));
+}
+
+int
+test_probe (void)
+{
+  struct utsname u;
+  unsigned int a = 0, b = 0, c = 0;
+  struct io_uring ring;
+  int res;
+
+  test_main_pid = getpid ();
+  signal (SIGPIPE, SIG_IGN);
+  ev_set_syserr_cb (test_syserr);
+  setvbuf (stdout, 0, _IOLBF, 0);
+
+  if (getenv ("TEST_FILTER"))
+    cmocka_set_test_filter (getenv ("TEST_FILTER"));
+
+  if (!uname (&u))
+    sscanf (u.release, "%u.%u.%u", &a, &b, &c);
+  test_kernel.version = (a << 16) | (b << 8) | (c > 255 ? 255 : c);
+
+  res = test_raw_setup (8, 0);
+  if (res < 0)
+    {
+      test_kernel.setup_errno = -res;
+      fprintf (stderr, "io_uring_setup: %s: skipping\n", strerror (-res));
+      return 77;
+    }
+
+  test_probe_setup_flag (EV_IORING_SETUP_CQSIZE, 0);
+  test_probe_setup_flag (EV_IORING_SETUP_CLAMP, 0);
+  test_probe_setup_flag (EV_IORING_SETUP_R_DISABLED, 0);
+  test_probe_setup_flag (EV_IORING_SETUP_COOP_TASKRUN, 0);
+  test_probe_setup_flag (EV_IORING_SETUP_TASKRUN_FLAG, EV_IORING_SETUP_COOP_TASKRUN);
+  test_probe_setup_flag (EV_IORING_SETUP_SINGLE_ISSUER, 0);
+  test_probe_setup_flag (EV_IORING_SETUP_DEFER_TASKRUN, EV_IORING_SETUP_SINGLE_ISSUER);
+  test_probe_setup_flag (EV_IORING_SETUP_NO_SQARRAY, 0);
+
+  /* liburing's own probe for the registered ring fd (5.18) */
+  if (!io_uring_queue_init (8, &ring, 0))
+    {
+      test_kernel.ring_fds = io_uring_register_ring_fd (&ring) == 1;
+      io_uring_queue_exit (&ring);
+    }
+
+  return 0;
+}
+
+/*****************************************************************************/
+/* modes */
+
+#define TEST_SETUP_OPTIONAL                                             \
+  (EV_IORING_SETUP_CQSIZE | EV_IORING_SETUP_CLAMP                      \
+   | EV_IORING_SETUP_R_DISABLED | EV_IORING_SETUP_COOP_TASKRUN         \
+   | EV_IORING_SETUP_TASKRUN_FLAG | EV_IORING_SETUP_SINGLE_ISSUER      \
+   | EV_IORING_SETUP_DEFER_TASKRUN | EV_IORING_SETUP_NO_SQARRAY)
+
+#define TEST_FEAT_OPTIONAL                                              \
+  (EV_IORING_FEAT_EXT_ARG | EV_IORING_FEAT_SINGLE_MMAP                 \
+   | EV_IORING_FEAT_NODROP | EV_IORING_FEAT_CQE_SKIP                   \
+   | EV_IORING_FEAT_NO_IOWAIT)
+
+const struct test_mode test_mode_iouring      = { "iouring", EVBACKEND_IOURING, 0, 0, 0 };
+const struct test_mode test_mode_epoll        = { "epoll", EVBACKEND_EPOLL, 0, 0, 0 };
+const struct test_mode test_mode_noextarg     = { "noextarg", EVBACKEND_IOURING, EV_IORING_FEAT_EXT_ARG, 0, 0 };
+const struct test_mode test_mode_nosinglemmap = { "nosinglemmap", EVBACKEND_IOURING, EV_IORING_FEAT_SINGLE_MMAP, 0, 0 };
+const struct test_mode test_mode_nocqsize     = { "nocqsize", EVBACKEND_IOURING, 0, EV_IORING_SETUP_CQSIZE, 0 };
+const struct test_mode test_mode_nonodrop     = { "nonodrop", EVBACKEND_IOURING, EV_IORING_FEAT_NODROP, 0, 0 };
+const struct test_mode test_mode_nocoop       = { "nocoop", EVBACKEND_IOURING, 0,
+                                                  EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG, 0 };
+const struct test_mode test_mode_nosqarray    = { "nosqarray", EVBACKEND_IOURING, 0, EV_IORING_SETUP_NO_SQARRAY, 0 };
+const struct test_mode test_mode_noregring    = { "noregring", EVBACKEND_IOURING, 0, 0,
+                                                  1U << EV_IORING_REGISTER_RING_FDS };
+const struct test_mode test_mode_oldest       = { "oldest", EVBACKEND_IOURING,
+                                                  TEST_FEAT_OPTIONAL, TEST_SETUP_OPTIONAL, ~0U };
+
+struct ev_loop *
+test_loop_new (const struct test_mode *mode)
+{
+  ev_iouring_test_nofeat     = mode->nofeat;
+  ev_iouring_test_nosetup    = mode->nosetup;
+  ev_iouring_test_noregister = mode->noregister;
+
+  return ev_loop_new (mode->backend | EVFLAG_NOENV);
+}
+
+int
+test_loop_setup (void **state, const struct test_mode *mode)
+{
+  struct test_ctx *ctx;
+  int i;
+
+  test_hooks_reset ();
+
+  ctx = calloc (1, sizeof *ctx);
+  if (!ctx)
+    return -1;
+
+  ctx->mode = mode;
+  for (i = 0; i < TEST_MAX_FDS; ++i)
+    ctx->fds [i] = -1;
+
+  ctx->loop = test_loop_new (mode);
+  if (!ctx->loop)
+    {
+      print_error ("%s: ev_loop_new (0x%x) failed\n", mode->name, mode->backend);
+      goto fail;
+    }
+
+  if (ev_backend (ctx->loop) != mode->backend)
+    {
+      print_error ("%s: asked for backend 0x%x, got 0x%x\n",
+                   mode->name, mode->backend, ev_backend (ctx->loop));
+      goto fail;
+    }
+
+  /* the masked run must really take the older path */
+  if (mode->backend == EVBACKEND_IOURING
+      && ((ev_iouring_test_features & mode->nofeat)
+          || (ev_iouring_test_setup_flags & mode->nosetup)))
+    {
+      print_error ("%s: ring has features 0x%x setup flags 0x%x despite the mask\n",
+                   mode->name, ev_iouring_test_features, ev_iouring_test_setup_flags);
+      goto fail;
+    }
+
+  alarm (TEST_WATCHDOG);
+  *state = ctx;
+  return 0;
+
+fail:
+  if (ctx->loop)
+    ev_loop_destroy (ctx->loop);
+  test_hooks_reset ();
+  free (ctx);
+  return -1;
+}
+
+int
+teardown_loop (void **state)
+{
+  struct test_ctx *ctx = *state;
+  int i;
+
+  alarm (0);
+
+  if (!ctx)
+    return 0;
+
+  if (ctx->loop)
+    ev_loop_destroy (ctx->loop);
+
+  for (i = 0; i < TEST_MAX_FDS; ++i)
+    if (ctx->fds [i] >= 0)
+      close (ctx->fds [i]);
+
+  test_hooks_reset ();
+  free (ctx);
+  *state = 0;
+  return 0;
+}
+
+int setup_iouring (void **state)      { return test_loop_setup (state, &test_mode_iouring); }
+int setup_epoll (void **state)        { return test_loop_setup (state, &test_mode_epoll); }
+int setup_noextarg (void **state)     { return test_loop_setup (state, &test_mode_noextarg); }
+int setup_nosinglemmap (void **state) { return test_loop_setup (state, &test_mode_nosinglemmap); }
+int setup_nocqsize (void **state)     { return test_loop_setup (state, &test_mode_nocqsize); }
+int setup_nonodrop (void **state)     { return test_loop_setup (state, &test_mode_nonodrop); }
+int setup_nocoop (void **state)       { return test_loop_setup (state, &test_mode_nocoop); }
+int setup_nosqarray (void **state)    { return test_loop_setup (state, &test_mode_nosqarray); }
+int setup_noregring (void **state)    { return test_loop_setup (state, &test_mode_noregring); }
+int setup_oldest (void **state)       { return test_loop_setup (state, &test_mode_oldest); }
+
+/*****************************************************************************/
+/* fds */
+
+int
+test_fd_count (void)
+{
+  DIR *d = opendir ("/proc/self/fd");
+  struct dirent *e;
+  int n = 0;
+
+  assert_non_null (d);
+
+  while ((e = readdir (d)))
+    if (e->d_name [0] != '.')
+      ++n;
+
+  closedir (d);
+  return n - 1; /* the DIR's own fd */
+}
+
+void
+test_nonblock (int fd)
+{
+  int fl = fcntl (fd, F_GETFL);
+
+  assert_true (fl >= 0);
+  assert_int_equal (fcntl (fd, F_SETFL, fl | O_NONBLOCK), 0);
+}
+
+void
+test_fd_track (struct test_ctx *ctx, int fd)
+{
+  int i;
+
+  for (i = 0; i < TEST_MAX_FDS; ++i)
+    if (ctx->fds [i] < 0)
+      {
+        ctx->fds [i] = fd;
+        return;
+      }
+
+  fail_msg ("more than %d fds tracked", TEST_MAX_FDS);
+}
+
+void
+test_close (struct test_ctx *ctx, int fd)
+{
+  int i;
+
+  for (i = 0; i < TEST_MAX_FDS; ++i)
+    if (ctx->fds [i] == fd)
+      ctx->fds [i] = -1;
+
+  assert_int_equal (close (fd), 0);
+}
+
+void
+test_pipe (struct test_ctx *ctx, int fds [2])
+{
+  assert_int_equal (pipe2 (fds, O_NONBLOCK | O_CLOEXEC), 0);
+  test_fd_track (ctx, fds [0]);
+  test_fd_track (ctx, fds [1]);
+}
+
+void
+test_socketpair (struct test_ctx *ctx, int fds [2])
+{
+  assert_int_equal (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+  test_fd_track (ctx, fds [0]);
+  test_fd_track (ctx, fds [1]);
+}
+
+void
+test_put (int fd)
+{
+  assert_int_equal (write (fd, "x", 1), 1);
+}
+
+void
+test_get (int fd)
+{
+  char c;
+
+  assert_int_equal (read (fd, &c, 1), 1);
+}
+
+/*****************************************************************************/
+/* the counting watcher and bounded runs */
+
+void
+test_io_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  struct test_io *t = (struct test_io *)w;
+
+  ++t->calls;
+  t->revents |= revents;
+  t->last     = revents;
+
+  if (t->drain && (revents & EV_READ))
+    {
+      char buf [4096];
+
+      while (read (w->fd, buf, sizeof buf) > 0)
+        ;
+    }
+
+  if (t->stop)
+    ev_io_stop (loop, w);
+}
+
+void
+test_io_init (struct test_io *t, int fd, int events)
+{
+  memset (t, 0, sizeof *t);
+  ev_io_init (&t->w, test_io_cb, fd, events);
+}
+
+void
+test_run_nowait (struct ev_loop *loop, int n)
+{
+  while (n-- > 0)
+    ev_run (loop, EVRUN_NOWAIT);
+}
+
+int
+test_run_until (struct ev_loop *loop, const int *flag, int max)
+{
+  int i;
+
+  for (i = 0; i < max; ++i)
+    {
+      if (*flag)
+        return i;
+
+      ev_run (loop, EVRUN_ONCE);
+    }
+
+  return *flag ? i : -1;
+}

@@ -1,0 +1,208 @@
+/*
+ * common.h: loop fixtures, kernel probes and small helpers shared by the
+ * cmocka tests in tests/test_*.c.
+ *
+ * how a test binary uses it:
+ *
+ *   static void
+ *   test_io_pipe_readable (void **state)
+ *   {
+ *     struct test_ctx *ctx = *state;     (ctx->loop is a fresh loop)
+ *     ...
+ *   }
+ *
+ *   static const struct CMUnitTest tests [] = {
+ *     TEST_ALL (test_io_pipe_readable),  (every mode below, one test each)
+ *     TEST_ON (test_io_other, iouring),  (one mode)
+ *   };
+ *
+ *   int
+ *   main (void)
+ *   {
+ *     if (test_probe ())
+ *       return 77;                       (io_uring unusable: whole binary skips)
+ *     return cmocka_run_group_tests (tests, NULL, NULL);
+ *   }
+ *
+ * a "mode" is a backend plus the kernel features hidden from it through the
+ * test hooks of libev-test.a (EV_IOURING_TEST_HOOKS=1).  setup_<mode> sets
+ * the hooks, creates the loop with EVFLAG_NOENV, checks that the loop really
+ * got that backend and that the ring really went without the masked feature,
+ * and arms a watchdog alarm; teardown_loop undoes all of it.  cmocka shows a
+ * test as "test_name@mode".
+ *
+ * rules for tests: no timing assertions except "not before its time" and
+ * generous hang guards; every loop is bounded by an iteration count; code
+ * that runs in a forked child never uses cmocka asserts (they would longjmp
+ * into the child's copy of the runner): it reports through _exit codes.
+ */
+
+#ifndef TESTS_COMMON_H
+#define TESTS_COMMON_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "ev.h"
+#include "ev_iouring_abi.h"
+
+/*****************************************************************************/
+/* test hooks: defined in common.c, read by libev-test.a */
+
+extern unsigned int  ev_iouring_test_nofeat;      /* EV_IORING_FEAT_* hidden */
+extern unsigned int  ev_iouring_test_nosetup;     /* EV_IORING_SETUP_* refused (EINVAL) */
+extern unsigned int  ev_iouring_test_noregister;  /* 1U << EV_IORING_REGISTER_* refused */
+extern int           ev_iouring_test_setup_errno; /* every io_uring_setup fails with it */
+extern unsigned int  ev_iouring_test_setup_max;   /* more SQ entries than this: ENOMEM */
+extern int           ev_iouring_test_enter_errno; /* next io_uring_enter fails with it */
+extern unsigned int  ev_iouring_test_setup_flags; /* OUT: flags of the last ring */
+extern unsigned int  ev_iouring_test_features;    /* OUT: masked features of the last ring */
+extern unsigned int  ev_iouring_test_sq_entries;  /* OUT */
+extern unsigned int  ev_iouring_test_cq_entries;  /* OUT */
+extern unsigned long ev_iouring_test_enters;      /* OUT: io_uring_enter calls so far */
+extern unsigned long ev_iouring_test_rebuilds;    /* OUT: ring rebuilds so far */
+
+/* zero every input hook (outputs are left alone) */
+void test_hooks_reset (void);
+
+/*****************************************************************************/
+/* the kernel, probed once by test_probe () before cmocka starts */
+
+struct test_kernel
+{
+  unsigned int version;     /* uname release as 0xMMmmpp: 0x060c00 is 6.12 */
+  int          setup_errno; /* errno of a plain io_uring_setup, 0 if it worked */
+  unsigned int features;    /* io_uring_params.features of a plain ring */
+  unsigned int setup_flags; /* EV_IORING_SETUP_* the kernel accepted (probed one by one) */
+  int          ring_fds;    /* EV_IORING_REGISTER_RING_FDS works (5.18) */
+};
+
+extern struct test_kernel test_kernel;
+
+/* fill test_kernel; 0 when io_uring is usable, 77 when the binary must skip.
+   also installs a syserr callback (a test fails instead of aborting; a
+   forked child _exits with 98), ignores SIGPIPE, and applies the
+   environment variable TEST_FILTER (cmocka pattern, '*' and '?', matched
+   against "test_name@mode") to run some tests only */
+int test_probe (void);
+
+/*****************************************************************************/
+/* modes and the per-test fixture */
+
+struct test_mode
+{
+  const char  *name;
+  unsigned int backend;    /* EVBACKEND_IOURING or EVBACKEND_EPOLL */
+  unsigned int nofeat;     /* -> ev_iouring_test_nofeat */
+  unsigned int nosetup;    /* -> ev_iouring_test_nosetup */
+  unsigned int noregister; /* -> ev_iouring_test_noregister */
+};
+
+extern const struct test_mode test_mode_iouring;   /* everything the kernel offers */
+extern const struct test_mode test_mode_epoll;     /* the reference */
+extern const struct test_mode test_mode_noextarg;  /* timeouts through the timerfd (< 5.11) */
+extern const struct test_mode test_mode_nosinglemmap; /* three mmaps (< 5.4) */
+extern const struct test_mode test_mode_nocqsize;  /* CQ = 2 * SQ (< 5.5) */
+extern const struct test_mode test_mode_nonodrop;  /* CQ overflow drops (< 5.5) */
+extern const struct test_mode test_mode_nocoop;    /* no COOP_TASKRUN/TASKRUN_FLAG (< 5.19) */
+extern const struct test_mode test_mode_nosqarray; /* with the SQ index array (< 6.6) */
+extern const struct test_mode test_mode_noregring; /* no registered ring fd (< 5.18) */
+extern const struct test_mode test_mode_oldest;    /* all of the above at once */
+
+#define TEST_MAX_FDS 64
+
+struct test_ctx
+{
+  struct ev_loop         *loop;
+  const struct test_mode *mode;
+  int                     fds [TEST_MAX_FDS]; /* closed by teardown when >= 0 */
+  void                   *data;               /* free for the test */
+};
+
+/* seconds until SIGALRM kills a hung test binary (setup arms it) */
+#define TEST_WATCHDOG 60
+
+/* hooks from the mode, loop, backend and path checks, watchdog; -1 on failure */
+int test_loop_setup (void **state, const struct test_mode *mode);
+int teardown_loop (void **state);
+
+int setup_iouring (void **state);
+int setup_epoll (void **state);
+int setup_noextarg (void **state);
+int setup_nosinglemmap (void **state);
+int setup_nocqsize (void **state);
+int setup_nonodrop (void **state);
+int setup_nocoop (void **state);
+int setup_nosqarray (void **state);
+int setup_noregring (void **state);
+int setup_oldest (void **state);
+
+/* one test in one mode, named "f@mode" */
+#define TEST_ON(f, what) { #f "@" #what, f, setup_ ## what, teardown_loop, NULL }
+
+/* libev semantics: same expectations on io_uring and on epoll */
+#define TEST_BOTH(f) TEST_ON (f, iouring), TEST_ON (f, epoll)
+
+/* the older kernel paths of our backend, by masking */
+#define TEST_PATHS(f)                                                   \
+  TEST_ON (f, noextarg), TEST_ON (f, nosinglemmap), TEST_ON (f, nocqsize), \
+  TEST_ON (f, nonodrop), TEST_ON (f, nocoop), TEST_ON (f, nosqarray),   \
+  TEST_ON (f, noregring), TEST_ON (f, oldest)
+
+#define TEST_ALL(f) TEST_BOTH (f), TEST_PATHS (f)
+
+/* is this test running on our backend (any mode but epoll)? */
+#define TEST_IS_IOURING(ctx) ((ctx)->mode->backend == EVBACKEND_IOURING)
+
+/* create a loop for mode (hooks set, NOENV); NULL if it fails.  the caller
+   resets the hooks when done (teardown_loop does) */
+struct ev_loop *test_loop_new (const struct test_mode *mode);
+
+/*****************************************************************************/
+/* fds */
+
+/* number of open fds of this process (/proc/self/fd) */
+int test_fd_count (void);
+
+void test_nonblock (int fd);
+
+/* non-blocking, close-on-exec pair; closed by teardown_loop */
+void test_pipe (struct test_ctx *ctx, int fds [2]);
+void test_socketpair (struct test_ctx *ctx, int fds [2]);
+
+/* remember fd for teardown, or close it now and forget it */
+void test_fd_track (struct test_ctx *ctx, int fd);
+void test_close (struct test_ctx *ctx, int fd);
+
+/* write / read exactly one byte, asserting success */
+void test_put (int fd);
+void test_get (int fd);
+
+/*****************************************************************************/
+/* a counting io watcher */
+
+struct test_io
+{
+  ev_io w;
+  int   calls;
+  int   revents;    /* or of every revents seen */
+  int   last;       /* revents of the last call */
+  int   drain;      /* read everything readable in the callback */
+  int   stop;       /* ev_io_stop in the callback */
+};
+
+/* ev_io_init with test_io_cb; the watcher is not started */
+void test_io_init (struct test_io *t, int fd, int events);
+void test_io_cb (struct ev_loop *loop, ev_io *w, int revents);
+
+/* ev_run (EVRUN_NOWAIT) n times */
+void test_run_nowait (struct ev_loop *loop, int n);
+
+/* ev_run (EVRUN_ONCE) until *flag becomes non-zero, at most max times;
+   returns the number of iterations it took, or -1 */
+int test_run_until (struct ev_loop *loop, const int *flag, int max);
+
+#endif
