@@ -234,7 +234,7 @@ check-patches: $(B)/libev-$(LIBEV_VERSION)/.pristine $(B)/libev/config.h
 	$(Q)CC='$(CC)' sh $(srcdir)/tools/check-patches.sh $(B) $(srcdir)
 
 # the CI: README's test command
-ci: check-patches check-warnings check-symbols check check-asan check-valgrind
+ci: check-patches check-warnings check-symbols check-embed check-programs check-asan check-valgrind check
 check-all: ci
 
 #############################################################################

@@ -1,0 +1,629 @@
+#!/bin/bash
+#
+# tests/programs/run.sh BUILD_DIR
+#
+# real libev programs on BUILD_DIR/libev.so.4: Debian's nghttpd, h2load,
+# nghttp, nghttpx and hitch are run with LD_LIBRARY_PATH=BUILD_DIR and
+# LIBEV_FLAGS=128 (io_uring) or 4 (epoll, the reference), on loopback only.
+#
+# a scenario passes when every request succeeded (h2load's own counters),
+# downloads are bit-exact (sha256), no process aborted or logged a libev
+# error, and every process under test was seen, through /proc/PID/maps and
+# /proc/PID/fd, to run BUILD_DIR's libev with an io_uring ring (128) or
+# with no ring at all (4).  a client too quick to be sampled is judged by
+# what ld.so loaded (LD_DEBUG=libs) and by the backend's verbose line.
+# the summary's "server us/req" is the on-cpu time of the server's (or
+# proxy's) process tree during the first h2load run, per request.
+#
+# exit status: 0 all passed, 1 a failure, 77 cannot run here (tools missing
+# and not installable, io_uring disabled).  Every process runs under
+# timeout (1); the whole script takes well under a minute on two cores.
+#
+# environment knobs:
+#   H2LOAD_REQUESTS  requests per h2load run on the small file (100000)
+#   KEEP=1           keep the work directory (logs) even when all passed
+#   LIBEV_PROGRAMS_VERBOSE_RE  extended regex matching the backend's
+#                    LIBEV_IOURING_VERBOSE setup line (never a failure)
+#   LIBEV_PROGRAMS_FALLBACK_RE extended regex matching its epoll fallback
+#                    line (a failure: the backend was not the one in use)
+
+# make check-programs runs us with sh: this script needs bash (RANDOM, local)
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+
+set -u
+
+PROG=${0##*/}
+H2LOAD_REQUESTS=${H2LOAD_REQUESTS:-100000}
+CLIENT_TIMEOUT=120
+SERVER_TIMEOUT=600
+VERBOSE_RE=${LIBEV_PROGRAMS_VERBOSE_RE:-'^libev: io_uring ring fd'}
+FALLBACK_RE=${LIBEV_PROGRAMS_FALLBACK_RE:-'io_?uring.*(fall(ing|s)? ?back|switch(ing|es)? to epoll)'}
+CRASH_RE='Assertion|\(libev\)|Aborted|Segmentation fault|terminated by signal|exited abnormally|AddressSanitizer|runtime error:'
+
+die ()
+{
+  echo "$PROG: $*" >&2
+  exit 1
+}
+
+skip ()
+{
+  echo "$PROG: SKIP: $*" >&2
+  exit 77
+}
+
+[ $# -eq 1 ] || die "usage: $PROG BUILD_DIR"
+[ -d "$1" ] || die "$1: no such directory"
+B=$(cd "$1" && pwd -P)
+[ -e "$B/libev.so.4" ] || die "$B/libev.so.4 missing (run make first)"
+# the file processes must map: BUILD_DIR/libev.so.4, symlinks resolved
+OURS=$(readlink -f "$B/libev.so.4")
+
+#############################################################################
+# tools
+
+# command -> Debian package
+need_pkgs=
+need ()
+{
+  command -v "$1" >/dev/null 2>&1 || need_pkgs="$need_pkgs $2"
+}
+
+need nghttpd   nghttp2-server
+need nghttp    nghttp2-client
+need h2load    nghttp2-client
+need nghttpx   nghttp2-proxy
+need hitch     hitch
+need openssl   openssl
+need nm        binutils
+need ldd       libc-bin
+need readelf   binutils
+need timeout   coreutils
+need sha256sum coreutils
+sys_lib=$(ls /usr/lib/*/libev.so.4 /lib/*/libev.so.4 2>/dev/null | head -n 1)
+[ -n "$sys_lib" ] || need_pkgs="$need_pkgs libev4"
+
+if [ -n "$need_pkgs" ]; then
+  need_pkgs=$(echo $need_pkgs | tr ' ' '\n' | sort -u | tr '\n' ' ')
+  cmd="apt-get update && apt-get install -y --no-install-recommends $need_pkgs"
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    skip "missing packages; install them with: $cmd"
+  fi
+  echo "$PROG: installing $need_pkgs"
+  # keep the packages' services (nghttpx, hitch) from being started
+  rcd=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    rcd=1
+  fi
+  DEBIAN_FRONTEND=noninteractive sh -c "$cmd" >/dev/null 2>&1
+  rc=$?
+  [ -z "$rcd" ] || rm -f /usr/sbin/policy-rc.d
+  [ $rc -eq 0 ] || skip "apt-get failed; run: $cmd"
+  sys_lib=$(ls /usr/lib/*/libev.so.4 /lib/*/libev.so.4 2>/dev/null | head -n 1)
+  for c in nghttpd nghttp h2load nghttpx hitch openssl nm ldd readelf timeout sha256sum; do
+    command -v "$c" >/dev/null 2>&1 || skip "$c still missing after apt-get (PATH=$PATH)"
+  done
+  [ -n "$sys_lib" ] || skip "Debian's libev.so.4 still missing after apt-get"
+fi
+
+case $(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0) in
+  2) skip "io_uring disabled (kernel.io_uring_disabled=2)" ;;
+esac
+
+#############################################################################
+# work directory, process bookkeeping
+
+W=$(mktemp -d /tmp/ev-programs.XXXXXX) || die "mktemp failed"
+BG_PIDS=
+FAILED=0
+
+cleanup ()
+{
+  local p
+  for p in $BG_PIDS; do
+    kill "$p" 2>/dev/null
+  done
+  wait 2>/dev/null
+  if [ "$FAILED" -eq 0 ] && [ -z "${KEEP:-}" ]; then
+    rm -rf "$W"
+  else
+    echo "$PROG: logs kept in $W"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+fail ()
+{
+  echo "FAIL: $*"
+  FAILED=1
+  SC_FAIL="$SC_FAIL $*;"
+}
+
+# free_port: a loopback TCP port nobody uses now and we have not handed out
+USED_PORTS=
+free_port ()
+{
+  local port hex
+  while :; do
+    port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
+    hex=$(printf ':%04X ' "$port")
+    case " $USED_PORTS " in *" $port "*) continue ;; esac
+    if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q "$hex"; then
+      USED_PORTS="$USED_PORTS $port"
+      echo "$port"
+      return
+    fi
+  done
+}
+
+# wait_listen PORT PID: until PORT is in LISTEN state (10 s at most)
+wait_listen ()
+{
+  local hex
+  hex=$(printf ':%04X 00000000:0000 0A' "$1")
+  for _ in $(seq 100); do
+    grep -q "$hex" /proc/net/tcp && return 0
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# descendants PID: every process below PID, recursively
+descendants ()
+{
+  local c
+  for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+    echo "$c"
+    descendants "$c"
+  done
+}
+
+# sample ROOT: "pid comm libev-path io_uring-fds epoll-fds" per process
+# below ROOT (the timeout (1) wrapper itself is left out)
+sample ()
+{
+  local p comm lib fds
+  for p in $(descendants "$1"); do
+    comm=$(cat /proc/"$p"/comm 2>/dev/null) || continue
+    [ "$comm" != timeout ] || continue
+    lib=$(grep -m 1 -o '/[^ ]*libev\.so[^ ]*' /proc/"$p"/maps 2>/dev/null)
+    fds=$(ls -l /proc/"$p"/fd 2>/dev/null)
+    echo "$p $comm ${lib:--}" \
+      "$(printf '%s\n' "$fds" | grep -c 'anon_inode:\[io_uring\]')" \
+      "$(printf '%s\n' "$fds" | grep -c 'anon_inode:\[eventpoll\]')"
+  done
+}
+
+# monitor ROOT FILE: sample ROOT every 50 ms while it lives
+monitor ()
+{
+  while kill -0 "$1" 2>/dev/null; do
+    sample "$1" >> "$2"
+    sleep 0.05
+  done
+}
+
+# launch NAME FLAGS TIMEOUT CMD...: run CMD in the background on our
+# library, LAUNCHED is the pid of its timeout wrapper, NAME.procs the samples
+launch ()
+{
+  local name=$1 flags=$2 t=$3
+  shift 3
+  env LD_LIBRARY_PATH="$B" LIBEV_FLAGS="$flags" LIBEV_IOURING_VERBOSE=1 \
+    LD_DEBUG=libs LD_DEBUG_OUTPUT="$W/$name.ld" \
+    timeout "$t" "$@" > "${LAUNCH_OUT:-$W/$name.out}" 2> "$W/$name.err" &
+  LAUNCHED=$!
+  BG_PIDS="$BG_PIDS $LAUNCHED"
+  monitor "$LAUNCHED" "$W/$name.procs" &
+  BG_PIDS="$BG_PIDS $!"
+  echo "$name: LIBEV_FLAGS=$flags $*" > "$W/$name.cmd"
+}
+
+# check_procs NAME FLAGS [FINAL]: judge the samples of NAME; FINAL is a
+# file with the last sample of a server taken just before it was stopped
+check_procs ()
+{
+  local name=$1 flags=$2 final=${3:-} verdict libs lib rings procs
+  verdict=$(awk -v B="$B/" -v R="$OURS" -v flags="$flags" -v final="$final" '
+    FNR == NR && final != "" && FILENAME == final {
+      fin [$1] = $4; next
+    }
+    {
+      pid = $1; comm [pid] = $2
+      if ($3 == "-") ;
+      else if ($3 == R) ours [pid] = 1
+      else other [pid] = $3
+      if ($4 > ur [pid]) ur [pid] = $4
+      if ($5 > ep [pid]) ep [pid] = $5
+    }
+    END {
+      n = 0; rings = 0; polls = 0; bad = ""
+      for (pid in comm) {
+        n++
+        if (pid in other)
+          bad = bad sprintf (" %s[%s] maps %s;", comm [pid], pid, other [pid])
+        else if (!(pid in ours))
+          continue
+        rings += ur [pid]; polls += ep [pid]
+        if (flags == 128 && ep [pid] > 0 && ur [pid] == 0)
+          bad = bad sprintf (" %s[%s] polls with epoll, no io_uring;", comm [pid], pid)
+        if (flags == 4 && ur [pid] > 0)
+          bad = bad sprintf (" %s[%s] has an io_uring fd;", comm [pid], pid)
+        if (final != "" && ur [pid] > 0 && (pid in fin) && fin [pid] == 0)
+          bad = bad sprintf (" %s[%s] lost its io_uring fd;", comm [pid], pid)
+        seen++
+        if (ur [pid] > 0 || ep [pid] > 0) looped++
+      }
+      if (!looped && bad == "") { print "UNSEEN"; exit }
+      if (!seen) bad = bad " no process seen mapping " B "libev.so.4;"
+      else if (flags == 128 && !rings) bad = bad " no io_uring fd seen;"
+      else if (flags == 4 && !polls) bad = bad " no epoll fd seen;"
+      if (bad != "") print "BAD" bad
+      else print "OK", seen, rings, polls
+    }' ${final:+"$final"} "$W/$name.procs" 2>/dev/null)
+  # what ld.so loaded (LD_DEBUG=libs): BUILD_DIR's libev and nothing else
+  libs=$(cat "$W/$name".ld.* 2>/dev/null \
+           | sed -n 's/.*calling init: \(.*libev\.so[^ ]*\).*/\1/p' | sort -u)
+  for lib in $libs; do
+    case $lib in
+      "$B/libev.so.4"|"$OURS") ;;
+      *) fail "$name: ld.so loaded $lib" ;;
+    esac
+  done
+  [ -n "$libs" ] || fail "$name: ld.so never loaded a libev"
+
+  # a client that came and went between two samples: ld.so said which
+  # library it loaded, the backend's verbose line says whether it made a ring
+  if [ "$verdict" = UNSEEN ]; then
+    rings=$(grep -acE "$VERBOSE_RE" "$W/$name.err")
+    procs=$(grep -l 'calling init: .*libev\.so' "$W/$name".ld.* 2>/dev/null | wc -l)
+    if [ "$flags" = 128 ] && [ "$rings" -gt 0 ] && [ "$procs" -gt 0 ]; then
+      verdict="OK $procs $rings 0"
+    elif [ "$flags" = 4 ] && [ "$rings" -eq 0 ] && [ "$procs" -gt 0 ]; then
+      verdict="OK $procs 0 $procs"
+    fi
+    SC_FAST=$((SC_FAST + 1))
+  fi
+
+  case $verdict in
+    BAD*)
+      fail "$name: ${verdict#BAD }"
+      SC_PBAD="$SC_PBAD, ${name##*.} BAD" ;;
+    OK*)
+      set -- $verdict
+      SC_PROCS=$((SC_PROCS + $2)) SC_RINGS=$((SC_RINGS + $3)) SC_POLLS=$((SC_POLLS + $4)) ;;
+    *)
+      fail "$name: never seen running"
+      SC_PBAD="$SC_PBAD, ${name##*.} unseen" ;;
+  esac
+}
+
+# check_log NAME: no abort, no libev error, no fallback in NAME's output
+check_log ()
+{
+  local lines
+  lines=$(cat "$W/$1.out" "$W/$1.err" 2>/dev/null | grep -avE "$VERBOSE_RE" \
+            | grep -aE "$CRASH_RE" | head -n 3)
+  [ -z "$lines" ] || fail "$1: $(echo $lines)"
+  lines=$(cat "$W/$1.err" 2>/dev/null | grep -aiE "$FALLBACK_RE" | head -n 1)
+  [ -z "$lines" ] || fail "$1: backend fell back: $lines"
+}
+
+# finish_client NAME: wait for a client, check its status, log and procs
+finish_client ()
+{
+  local name=$1 flags=$2 pid=$3 rc
+  wait "$pid"
+  rc=$?
+  [ $rc -eq 0 ] || fail "$name: exit status $rc"
+  check_log "$name"
+  check_procs "$name" "$flags"
+}
+
+# stop_server NAME FLAGS PID: last sample, SIGTERM, then judge it
+stop_server ()
+{
+  local name=$1 flags=$2 pid=$3 p rc
+  sample "$pid" > "$W/$name.final"
+  cat "$W/$name.final" >> "$W/$name.procs"
+  for p in $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+    kill -TERM "$p" 2>/dev/null
+  done
+  wait "$pid"
+  rc=$?
+  # 143: killed by our SIGTERM; 124 would be timeout (1) expiring
+  [ $rc -eq 0 ] || [ $rc -eq 143 ] || fail "$name: exit status $rc"
+  check_log "$name"
+  check_procs "$name" "$flags" "$W/$name.final"
+}
+
+# start_server NAME FLAGS PORT CMD...
+start_server ()
+{
+  local name=$1 flags=$2 port=$3
+  shift 3
+  launch "$name" "$flags" "$SERVER_TIMEOUT" "$@"
+  if ! wait_listen "$port" "$LAUNCHED"; then
+    fail "$name: not listening on $port"
+    sed -n 1,5p "$W/$name.err"
+    return 1
+  fi
+}
+
+# tree_cpu_ns ROOT: on-cpu time of every thread below ROOT, in ns
+tree_cpu_ns ()
+{
+  local p
+  for p in $(descendants "$1"); do
+    cat /proc/"$p"/task/*/schedstat 2>/dev/null
+  done | awk '{ ns += $1 } END { printf "%.0f\n", ns }'
+}
+
+# h2load_run NAME FLAGS N URL [OPTIONS]: h2load, all N requests must succeed
+h2load_run ()
+{
+  local name=$1 flags=$2 n=$3 url=$4 line rps cpu0=
+  shift 4
+  [ -z "$SC_CPU_ROOT" ] || cpu0=$(tree_cpu_ns "$SC_CPU_ROOT")
+  launch "$name" "$flags" "$CLIENT_TIMEOUT" \
+    h2load -n "$n" -c 20 -m 10 "$@" "$url"
+  finish_client "$name" "$flags" "$LAUNCHED"
+  # the server's cpu time per request, steadier than req/s on a busy machine
+  if [ -n "$cpu0" ] && [ -z "$SC_CPU" ]; then
+    SC_CPU=$(( ($(tree_cpu_ns "$SC_CPU_ROOT") - cpu0) / n ))
+    SC_CPU=$((SC_CPU / 1000)).$(printf '%02d' $((SC_CPU % 1000 / 10)))
+  fi
+  line=$(grep -a '^requests:' "$W/$name.out")
+  case $line in
+    "requests: $n total, $n started, $n done, $n succeeded, 0 failed, 0 errored"*)
+      SC_OK=$((SC_OK + n)) ;;
+    *)
+      fail "$name: ${line:-no result}"
+      # shellcheck disable=SC2046 # split the counters into words
+      set -- $(echo "$line" | tr -cs '0-9' ' ')
+      SC_OK=$((SC_OK + ${4:-0}))
+      SC_BAD=$((SC_BAD + n - ${4:-0})) ;;
+  esac
+  grep -aq "^status codes: $n 2xx" "$W/$name.out" \
+    || fail "$name: $(grep -a '^status codes' "$W/$name.out")"
+  rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$W/$name.out")
+  [ -n "$SC_RPS" ] || SC_RPS=${rps%.*}
+}
+
+# fetch NAME FLAGS URL FILE: nghttp downloads URL, compared with FILE; the
+# reader starts late so that nghttp lives long enough to be sampled
+fetch ()
+{
+  local name=$1 flags=$2 url=$3 file=$4 reader want got
+  mkfifo "$W/$name.fifo" || { fail "$name: mkfifo"; return; }
+  { sleep 0.3; sha256sum; } < "$W/$name.fifo" > "$W/$name.sum" &
+  reader=$!
+  BG_PIDS="$BG_PIDS $reader"
+  LAUNCH_OUT=$W/$name.fifo launch "$name" "$flags" "$CLIENT_TIMEOUT" nghttp "$url"
+  finish_client "$name" "$flags" "$LAUNCHED"
+  wait "$reader"
+  want=$(sha256sum < "$file")
+  got=$(cat "$W/$name.sum")
+  if [ "$want" = "$got" ]; then
+    SC_OK=$((SC_OK + 1))
+  else
+    SC_BAD=$((SC_BAD + 1))
+    fail "$name: sha256 of ${url##*/} differs"
+  fi
+}
+
+#############################################################################
+# scenarios
+
+printf '%s\n' "program|server|client|ok|failed|req/s|server us/req|processes (io_uring/epoll fds)|result" \
+  > "$W/summary"
+
+scenario_begin ()
+{
+  SC_NAME=$1 SC_SRV=$2 SC_CLI=$3
+  SC_OK=0 SC_BAD=0 SC_RPS='' SC_FAIL='' SC_PROCS=0 SC_PBAD=0 SC_RINGS=0 SC_POLLS=0 SC_NOTE='' SC_FAST=0 SC_CPU='' SC_CPU_ROOT=''
+  echo "== $SC_NAME: server LIBEV_FLAGS=$SC_SRV, client LIBEV_FLAGS=$SC_CLI"
+}
+
+scenario_end ()
+{
+  local res=ok
+  [ -z "$SC_FAIL" ] || res=FAIL
+  printf '%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$SC_NAME" "$(bk "$SC_SRV")" "$(bk "$SC_CLI")" \
+    "$SC_OK" "$SC_BAD" "${SC_RPS:--}" "${SC_CPU:--}" \
+    "${SC_NOTE:-$SC_PROCS ($SC_RINGS/$SC_POLLS)${SC_PBAD#0}$(fast_note)}" "$res" >> "$W/summary"
+}
+
+fast_note ()
+{
+  [ "$SC_FAST" -eq 0 ] || echo ", $SC_FAST by ld.so+verbose line"
+}
+
+bk ()
+{
+  case $1 in
+    128) echo io_uring ;;
+    4)   echo epoll ;;
+    -)   echo - ;;
+    *)   echo "$1" ;;
+  esac
+}
+
+# symbols: same exported ev_/event_ set and SONAME as Debian's libev4
+check_symbols ()
+{
+  local ours theirs
+  scenario_begin "symbols" - -
+  syms ()
+  {
+    nm -D --defined-only "$1" | awk '$3 !~ /^_/ {
+        t = ($2 ~ /[TtWwi]/) ? "func" : "object"; print $3, t }' | sort -u
+  }
+  syms "$B/libev.so.4" > "$W/syms.ours"
+  syms "$sys_lib" > "$W/syms.debian"
+  if ! diff -u "$W/syms.debian" "$W/syms.ours" > "$W/syms.diff"; then
+    fail "symbols differ from $sys_lib: $(grep '^[-+][^-+]' "$W/syms.diff" | head -n 5 | tr '\n' ' ')"
+  fi
+  ours=$(readelf -d "$B/libev.so.4" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+  theirs=$(readelf -d "$sys_lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+  [ -n "$ours" ] && [ "$ours" = "$theirs" ] \
+    || fail "SONAME '$ours', Debian has '$theirs'"
+  SC_OK=$(wc -l < "$W/syms.ours")
+  SC_NOTE="$(grep -c '^ev_' "$W/syms.ours") ev_ + $(grep -c '^event_' "$W/syms.ours") event_ symbols, SONAME $ours"
+  scenario_end
+}
+
+# files served: small (h2load), medium (h2load, flow control), big (nghttp)
+make_docroot ()
+{
+  mkdir -p "$W/www"
+  head -c 1024 /dev/urandom > "$W/www/small.bin"
+  head -c 65536 /dev/urandom > "$W/www/medium.bin"
+  head -c 8388608 /dev/urandom > "$W/www/big.bin"
+}
+
+# a self-signed certificate for hitch
+make_cert ()
+{
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -keyout "$W/key.pem" -out "$W/cert.pem" > "$W/openssl.log" 2>&1 \
+    || die "openssl req failed: $(cat "$W/openssl.log")"
+  cat "$W/key.pem" "$W/cert.pem" > "$W/hitch.pem"
+}
+
+# nghttpd served to h2load and nghttp, server and client backends SRV CLI
+scenario_nghttpd ()
+{
+  local srv=$1 cli=$2 port tag s
+  tag=nghttpd.$srv.$cli
+  scenario_begin "nghttpd + h2load/nghttp" "$srv" "$cli"
+  port=$(free_port)
+  if start_server "$tag.nghttpd" "$srv" "$port" \
+       nghttpd --no-tls -a 127.0.0.1 -d "$W/www" "$port"; then
+    s=$LAUNCHED
+    SC_CPU_ROOT=$s
+    h2load_run "$tag.h2load" "$cli" "$H2LOAD_REQUESTS" "http://127.0.0.1:$port/small.bin"
+    h2load_run "$tag.h2load-medium" "$cli" 2000 "http://127.0.0.1:$port/medium.bin"
+    fetch "$tag.nghttp" "$cli" "http://127.0.0.1:$port/big.bin" "$W/www/big.bin"
+    stop_server "$tag.nghttpd" "$srv" "$s"
+  fi
+  scenario_end
+}
+
+# nghttpx (master + worker process, 2 worker threads) in front of nghttpd
+scenario_nghttpx ()
+{
+  local f=$1 port port2 tag s x
+  tag=nghttpx.$f
+  scenario_begin "nghttpx -> nghttpd" "$f" "$f"
+  port=$(free_port)
+  port2=$(free_port)
+  if start_server "$tag.nghttpd" "$f" "$port2" \
+       nghttpd --no-tls -a 127.0.0.1 -d "$W/www" "$port2"; then
+    s=$LAUNCHED
+    if start_server "$tag.nghttpx" "$f" "$port" \
+         nghttpx --conf=/dev/null --workers=2 \
+           "--frontend=127.0.0.1,$port;no-tls" \
+           "--backend=127.0.0.1,$port2;;proto=h2"; then
+      x=$LAUNCHED
+      SC_CPU_ROOT=$x
+      h2load_run "$tag.h2load" "$f" "$H2LOAD_REQUESTS" "http://127.0.0.1:$port/small.bin"
+      fetch "$tag.nghttp" "$f" "http://127.0.0.1:$port/big.bin" "$W/www/big.bin"
+      stop_server "$tag.nghttpx" "$f" "$x"
+    fi
+    stop_server "$tag.nghttpd" "$f" "$s"
+  fi
+  scenario_end
+}
+
+# hitch (master + 2 worker processes) terminating TLS in front of nghttpd
+scenario_hitch ()
+{
+  local f=$1 port port2 tag s h user=
+  tag=hitch.$f
+  scenario_begin "hitch (TLS) -> nghttpd" "$f" "$f"
+  # hitch refuses to run its workers as root
+  [ "$(id -u)" -ne 0 ] || user=--user=nobody
+  port=$(free_port)
+  port2=$(free_port)
+  if start_server "$tag.nghttpd" "$f" "$port2" \
+       nghttpd --no-tls -a 127.0.0.1 -d "$W/www" "$port2"; then
+    s=$LAUNCHED
+    if start_server "$tag.hitch" "$f" "$port" \
+         hitch $user --workers=2 --alpn-protos=h2,http/1.1 \
+           "--frontend=[127.0.0.1]:$port" "--backend=[127.0.0.1]:$port2" \
+           "$W/hitch.pem"; then
+      h=$LAUNCHED
+      SC_CPU_ROOT=$h
+      h2load_run "$tag.h2load" "$f" "$H2LOAD_REQUESTS" "https://127.0.0.1:$port/small.bin"
+      fetch "$tag.nghttp" "$f" "https://127.0.0.1:$port/big.bin" "$W/www/big.bin"
+      stop_server "$tag.hitch" "$f" "$h"
+    fi
+    stop_server "$tag.nghttpd" "$f" "$s"
+  fi
+  scenario_end
+}
+
+print_summary ()
+{
+  echo
+  echo "libev: $B/libev.so.4 (reference: $sys_lib)"
+  awk -F'|' '
+    { for (i = 1; i <= NF; i++) { c [NR, i] = $i; if (length ($i) > w [i]) w [i] = length ($i) } }
+    END {
+      for (r = 1; r <= NR; r++) {
+        line = ""
+        for (i = 1; i <= NF; i++) line = line sprintf ("%-" w [i] "s  ", c [r, i])
+        sub (/ +$/, "", line); print line
+      }
+    }' "$W/summary"
+}
+
+# the programs must be dynamically linked against libev.so.4 at all
+check_linked ()
+{
+  local prog linked=
+  scenario_begin "linked with libev.so.4" - -
+  for prog in nghttpd nghttp h2load nghttpx hitch; do
+    if ldd "$(command -v "$prog")" 2>/dev/null | grep -q 'libev\.so\.4 '; then
+      linked="$linked $prog"
+      SC_OK=$((SC_OK + 1))
+    else
+      fail "$prog is not linked with libev.so.4"
+      SC_BAD=$((SC_BAD + 1))
+    fi
+  done
+  SC_NOTE="ldd:$linked"
+  scenario_end
+}
+
+chmod 755 "$W"
+make_docroot
+make_cert
+# hitch drops to nobody, which must read nothing of ours after that, but
+# keep the work directory traversable for the libraries' sake
+chmod 644 "$W/hitch.pem"
+
+check_symbols
+check_linked
+for pair in "128 128" "128 4" "4 128" "4 4"; do
+  scenario_nghttpd $pair
+done
+for f in 128 4; do
+  scenario_nghttpx "$f"
+done
+for f in 128 4; do
+  scenario_hitch "$f"
+done
+
+print_summary
+if [ "$FAILED" -ne 0 ]; then
+  echo "$PROG: FAILED"
+  exit 1
+fi
+echo "$PROG: all passed"
+exit 0
