@@ -1008,11 +1008,18 @@ iouring_poll (EV_P_ ev_tstamp timeout)
       && ++iouring_skips & 3)
     return;
 
-  /* renewals ride on a syscall we make anyway, or one in 4 of the skipped ones */
-  iouring_renew_step (EV_A);
+  /*
+   * renewals ride on a syscall we make anyway, or one in 4 of the skipped
+   * ones, and only while no completion is on its way: a renewed poll that
+   * had already fired but not yet posted its cqe lost that event (6.18)
+   */
+  if (!(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN)))
+    {
+      iouring_renew_step (EV_A);
 
-  if (ecb_expect_false (backend != EVBACKEND_IOURING))
-    return;
+      if (ecb_expect_false (backend != EVBACKEND_IOURING))
+        return;
+    }
 
   if (timeout > 0.)
     EV_RELEASE_CB;
