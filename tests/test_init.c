@@ -1,0 +1,489 @@
+/*
+ * test_init.c: backend selection (flags, LIBEV_FLAGS, the default loop),
+ * setup failures (DESIGN.md scenario 10: EPERM, ENOSYS, ENOMEM ...), the
+ * retry with a smaller ring, fds leaked by none of it, the ring fd, and
+ * the masked kernel paths really taken (features, setup flags, mmaps).
+ */
+
+#define _GNU_SOURCE 1
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+/*****************************************************************************/
+/* helpers */
+
+/* the io_uring fds of this process, lowest first; returns how many */
+static int
+ring_fds (int *out, int max)
+{
+  char path [64], link [64];
+  int fd, n = 0;
+
+  for (fd = 0; fd < 4096 && n < max; ++fd)
+    {
+      ssize_t len;
+
+      snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+      len = readlink (path, link, sizeof link - 1);
+      if (len < 0)
+        continue;
+
+      link [len] = 0;
+      if (!strcmp (link, "anon_inode:[io_uring]"))
+        out [n++] = fd;
+    }
+
+  return n;
+}
+
+/* the ring fd a new loop made: the io_uring fd not in before [] */
+static int
+ring_fd_new (const int *before, int nbefore)
+{
+  int now [16], n, i, j;
+
+  n = ring_fds (now, 16);
+
+  for (i = 0; i < n; ++i)
+    {
+      for (j = 0; j < nbefore; ++j)
+        if (now [i] == before [j])
+          break;
+
+      if (j == nbefore)
+        return now [i];
+    }
+
+  return -1;
+}
+
+/* the mappings of the ring behind fd: how many, and whether the CQ ring
+   has its own (offset IORING_OFF_CQ_RING) as before SINGLE_MMAP (5.4) */
+static int
+ring_maps (int fd, int *cq_own)
+{
+  struct stat st;
+  char line [512];
+  FILE *f;
+  int n = 0;
+
+  *cq_own = 0;
+  assert_int_equal (fstat (fd, &st), 0);
+  f = fopen ("/proc/self/maps", "r");
+  assert_non_null (f);
+
+  while (fgets (line, sizeof line, f))
+    {
+      unsigned long long off;
+      unsigned long ino;
+      char dev [32];
+
+      if (sscanf (line, "%*s %*s %llx %31s %lu", &off, dev, &ino) != 3)
+        continue;
+
+      if (ino != (unsigned long)st.st_ino || !strstr (line, "io_uring"))
+        continue;
+
+      ++n;
+      if (off == EV_IORING_OFF_CQ_RING)
+        *cq_own = 1;
+    }
+
+  fclose (f);
+  return n;
+}
+
+/* the loop delivers a pipe event */
+static void
+loop_works (struct ev_loop *loop)
+{
+  struct test_io r;
+  int p [2], i;
+
+  assert_int_equal (pipe2 (p, O_NONBLOCK | O_CLOEXEC), 0);
+  test_io_init (&r, p [0], EV_READ);
+  ev_io_start (loop, &r.w);
+  test_put (p [1]);
+
+  for (i = 0; i < 10 && !r.calls; ++i)
+    ev_run (loop, EVRUN_ONCE);
+
+  ev_io_stop (loop, &r.w);
+  close (p [0]);
+  close (p [1]);
+
+  assert_int_equal (r.calls, 1);
+  assert_int_equal (r.last, EV_READ);
+}
+
+/*****************************************************************************/
+/* selection */
+
+/* the fixture's loop has its backend; a ring reports sane sizes */
+static void
+test_init_backend_selected (void **state)
+{
+  struct test_ctx *ctx = *state;
+
+  assert_int_equal (ev_backend (ctx->loop), ctx->mode->backend);
+
+  if (TEST_IS_IOURING (ctx))
+    {
+      /* these stay 0 when libev-test.a lacks EV_IOURING_TEST_HOOKS=1,
+         which would make every masked-path check vacuous */
+      assert_true (ev_iouring_test_sq_entries > 0);
+      assert_true (ev_iouring_test_cq_entries >= ev_iouring_test_sq_entries);
+      assert_int_equal (ev_iouring_test_features & ~test_kernel.features, 0);
+      assert_int_equal (ev_iouring_test_features & ctx->mode->nofeat, 0);
+      assert_int_equal (ev_iouring_test_setup_flags & ctx->mode->nosetup, 0);
+    }
+
+  loop_works (ctx->loop);
+}
+
+/* nothing masked: the ring gets every feature the kernel offers */
+static void
+test_init_features_unmasked (void **state)
+{
+  (void)state;
+
+  assert_int_equal (ev_iouring_test_features, test_kernel.features);
+}
+
+static void
+test_init_supported (void **state)
+{
+  (void)state;
+
+  assert_true (ev_supported_backends () & EVBACKEND_IOURING);
+  assert_true (ev_supported_backends () & EVBACKEND_EPOLL);
+}
+
+/* LIBEV_FLAGS=128 selects io_uring unless EVFLAG_NOENV */
+static void
+test_init_libev_flags_env (void **state)
+{
+  struct ev_loop *loop;
+
+  (void)state;
+  assert_int_equal (setenv ("LIBEV_FLAGS", "128", 1), 0);
+
+  loop = ev_loop_new (0);
+  assert_non_null (loop);
+  assert_int_equal (ev_backend (loop), EVBACKEND_IOURING);
+  loop_works (loop);
+  ev_loop_destroy (loop);
+
+  loop = ev_loop_new (EVBACKEND_EPOLL | EVFLAG_NOENV);
+  assert_non_null (loop);
+  assert_int_equal (ev_backend (loop), EVBACKEND_EPOLL);
+  ev_loop_destroy (loop);
+
+  assert_int_equal (unsetenv ("LIBEV_FLAGS"), 0);
+}
+
+/* ev_default_loop (EVBACKEND_IOURING), in a child: the default loop is
+   once per process */
+static void
+test_init_default_loop (void **state)
+{
+  int status;
+  pid_t pid;
+
+  (void)state;
+  pid = fork ();
+  assert_true (pid >= 0);
+
+  if (!pid)
+    {
+      struct ev_loop *loop;
+      struct test_io r;
+      int p [2], i;
+
+      alarm (10);
+      loop = ev_default_loop (EVBACKEND_IOURING | EVFLAG_NOENV);
+      if (!loop)
+        _exit (2);
+      if (ev_backend (loop) != EVBACKEND_IOURING)
+        _exit (3);
+      if (pipe2 (p, O_NONBLOCK))
+        _exit (4);
+
+      test_io_init (&r, p [0], EV_READ);
+      ev_io_start (loop, &r.w);
+      if (write (p [1], "x", 1) != 1)
+        _exit (4);
+      for (i = 0; i < 10 && !r.calls; ++i)
+        ev_run (loop, EVRUN_ONCE);
+
+      _exit (r.calls == 1 ? 0 : 5);
+    }
+
+  assert_int_equal (waitpid (pid, &status, 0), pid);
+  assert_true (WIFEXITED (status));
+  assert_int_equal (WEXITSTATUS (status), 0);
+}
+
+/*****************************************************************************/
+/* setup failures and retries */
+
+/* io_uring_setup fails with err: IOURING alone gives NULL, IOURING|EPOLL
+   gives a working epoll loop, and no fd is left behind */
+static void
+setup_fails (int err)
+{
+  struct ev_loop *loop;
+  int fds = test_fd_count ();
+
+  ev_iouring_test_setup_errno = err;
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+  assert_null (loop);
+  assert_int_equal (test_fd_count (), fds);
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
+  assert_non_null (loop);
+  assert_int_equal (ev_backend (loop), EVBACKEND_EPOLL);
+  loop_works (loop);
+  ev_loop_destroy (loop);
+  assert_int_equal (test_fd_count (), fds);
+
+  ev_iouring_test_setup_errno = 0;
+}
+
+/* seccomp (docker >= 25), kernel.io_uring_disabled = 2 (6.6) */
+static void
+test_init_setup_eperm (void **state)
+{
+  (void)state;
+  setup_fails (EPERM);
+}
+
+/* no CONFIG_IO_URING, or seccomp returning ENOSYS */
+static void
+test_init_setup_enosys (void **state)
+{
+  (void)state;
+  setup_fails (ENOSYS);
+}
+
+/* RLIMIT_MEMLOCK, at every size */
+static void
+test_init_setup_enomem (void **state)
+{
+  (void)state;
+  setup_fails (ENOMEM);
+}
+
+static void
+test_init_setup_eopnotsupp (void **state)
+{
+  (void)state;
+  setup_fails (EOPNOTSUPP);
+}
+
+/* ENOMEM above 64 entries: the backend retries smaller and works */
+static void
+test_init_retry_smaller (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct ev_loop *loop;
+  int fds = test_fd_count ();
+
+  ev_iouring_test_setup_max = 64;
+  loop = test_loop_new (ctx->mode);
+  assert_non_null (loop);
+  assert_int_equal (ev_backend (loop), EVBACKEND_IOURING);
+  assert_true (ev_iouring_test_sq_entries > 0);
+  assert_true (ev_iouring_test_sq_entries <= 64);
+  assert_int_equal (ev_iouring_test_features & ctx->mode->nofeat, 0);
+  assert_int_equal (ev_iouring_test_setup_flags & ctx->mode->nosetup, 0);
+  loop_works (loop);
+  ev_loop_destroy (loop);
+
+  assert_int_equal (test_fd_count (), fds);
+}
+
+/* ENOMEM at every size the backend will try: init gives up cleanly */
+static void
+test_init_retry_gives_up (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct ev_loop *loop;
+  int fds = test_fd_count (), ring;
+
+  ev_iouring_test_setup_max = 1;
+  ev_iouring_test_nofeat    = ctx->mode->nofeat;
+  ev_iouring_test_nosetup   = ctx->mode->nosetup;
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+  ring = !!loop;
+  if (loop)
+    {
+      /* a one-entry ring is a ring: it must work */
+      assert_int_equal (ev_backend (loop), EVBACKEND_IOURING);
+      loop_works (loop);
+      ev_loop_destroy (loop);
+    }
+  assert_int_equal (test_fd_count (), fds);
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
+  assert_non_null (loop);
+  assert_int_equal (ev_backend (loop), ring ? EVBACKEND_IOURING : EVBACKEND_EPOLL);
+  loop_works (loop);
+  ev_loop_destroy (loop);
+  assert_int_equal (test_fd_count (), fds);
+}
+
+/*****************************************************************************/
+/* fds and mappings */
+
+/* twenty loops made and destroyed: no fd left behind */
+static void
+test_init_no_fd_leak (void **state)
+{
+  struct test_ctx *ctx = *state;
+  int fds = test_fd_count (), i;
+
+  for (i = 0; i < 20; ++i)
+    {
+      struct ev_loop *loop = test_loop_new (ctx->mode);
+
+      assert_non_null (loop);
+      assert_int_equal (ev_backend (loop), ctx->mode->backend);
+      ev_run (loop, EVRUN_NOWAIT);
+      ev_loop_destroy (loop);
+    }
+
+  assert_int_equal (test_fd_count (), fds);
+}
+
+/* the loop's ring fd: one new io_uring fd, close-on-exec, gone after
+   ev_loop_destroy */
+static void
+test_init_ring_fd (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct ev_loop *loop;
+  int before [16], nbefore, after [16], fd;
+
+  nbefore = ring_fds (before, 16);
+  loop = test_loop_new (ctx->mode);
+  assert_non_null (loop);
+
+  fd = ring_fd_new (before, nbefore);
+  assert_true (fd >= 0);
+  assert_true (fcntl (fd, F_GETFD) & FD_CLOEXEC);
+  assert_int_equal (ring_fds (after, 16), nbefore + 1);
+
+  ev_loop_destroy (loop);
+  assert_int_equal (ring_fds (after, 16), nbefore);
+}
+
+/* SINGLE_MMAP (5.4): two mappings; masked: three, the CQ ring apart */
+static void
+test_init_mmaps (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct ev_loop *loop;
+  int before [16], nbefore, fd, n, cq_own;
+  int single = !(ctx->mode->nofeat & EV_IORING_FEAT_SINGLE_MMAP);
+
+  /* IORING_FEAT_SINGLE_MMAP: 5.4 */
+  if (single && !(test_kernel.features & EV_IORING_FEAT_SINGLE_MMAP))
+    skip ();
+
+  nbefore = ring_fds (before, 16);
+  loop = test_loop_new (ctx->mode);
+  assert_non_null (loop);
+  fd = ring_fd_new (before, nbefore);
+  assert_true (fd >= 0);
+
+  n = ring_maps (fd, &cq_own);
+  assert_int_equal (n, single ? 2 : 3);
+  assert_int_equal (cq_own, !single);
+
+  loop_works (loop);
+  ev_loop_destroy (loop);
+}
+
+/* LIBEV_IOURING_VERBOSE=1: one line on stderr at ring setup */
+static void
+test_init_verbose (void **state)
+{
+  struct ev_loop *loop;
+  char path [] = "/tmp/test_init.XXXXXX", buf [1024];
+  int fd, saved, len;
+
+  (void)state;
+  fd = mkstemp (path);
+  assert_true (fd >= 0);
+  unlink (path);
+
+  fflush (stderr);
+  saved = dup (2);
+  assert_true (saved >= 0);
+  assert_int_equal (dup2 (fd, 2), 2);
+
+  setenv ("LIBEV_IOURING_VERBOSE", "1", 1);
+  loop = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+  unsetenv ("LIBEV_IOURING_VERBOSE");
+
+  fflush (stderr);
+  dup2 (saved, 2);
+  close (saved);
+
+  assert_non_null (loop);
+  ev_loop_destroy (loop);
+
+  len = pread (fd, buf, sizeof buf - 1, 0);
+  close (fd);
+  assert_true (len > 0);
+  buf [len] = 0;
+  assert_non_null (strstr (buf, "io_uring"));
+
+  /* exactly one line */
+  assert_non_null (strchr (buf, '\n'));
+  assert_int_equal (strchr (buf, '\n') - buf, len - 1);
+}
+
+static const struct CMUnitTest tests [] = {
+  TEST_ALL (test_init_backend_selected),
+  TEST_ON (test_init_default_loop, iouring),
+  TEST_ON (test_init_features_unmasked, iouring),
+  TEST_ON (test_init_libev_flags_env, iouring),
+  TEST_ON (test_init_mmaps, iouring),
+  TEST_ON (test_init_mmaps, nosinglemmap),
+  TEST_ON (test_init_mmaps, oldest),
+  TEST_ALL (test_init_no_fd_leak),
+  TEST_ON (test_init_retry_gives_up, iouring),
+  TEST_PATHS (test_init_retry_gives_up),
+  TEST_ON (test_init_retry_smaller, iouring),
+  TEST_PATHS (test_init_retry_smaller),
+  TEST_ON (test_init_ring_fd, iouring),
+  TEST_PATHS (test_init_ring_fd),
+  TEST_ON (test_init_setup_enomem, iouring),
+  TEST_ON (test_init_setup_enosys, iouring),
+  TEST_ON (test_init_setup_eopnotsupp, iouring),
+  TEST_ON (test_init_setup_eperm, iouring),
+  TEST_ON (test_init_supported, iouring),
+  TEST_ON (test_init_verbose, iouring),
+};
+
+int
+main (void)
+{
+  if (test_probe ())
+    return 77;
+
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
