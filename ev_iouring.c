@@ -1010,8 +1010,9 @@ iouring_poll (EV_P_ ev_tstamp timeout)
 
   /*
    * renewals ride on a syscall we make anyway, or one in 4 of the skipped
-   * ones, and only while no completion is on its way: a renewed poll that
-   * had already fired but not yet posted its cqe lost that event (6.18)
+   * ones, and only while no completion is on its way (TASKRUN clear):
+   * renewing a poll that fired but has not posted its cqe gains nothing,
+   * and once lost an event in test_embed that we could not reproduce.
    */
   if (!(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN)))
     {
