@@ -86,7 +86,7 @@ test_modify_events_toggle (void **state)
 {
   struct test_ctx *ctx = *state;
   struct test_io rw;
-  int s [2], i, expect;
+  int s [2], i;
 
   test_socketpair (ctx, s);
   test_io_init (&rw, s [0], EV_READ);
@@ -122,8 +122,7 @@ test_modify_events_toggle (void **state)
       assert_int_equal (rw.last, ev);
     }
 
-  expect = 1500;
-  assert_int_equal (rw.calls, expect);
+  assert_int_equal (rw.calls, 500 + 1000);
 
   ev_io_stop (ctx->loop, &rw.w);
 }
@@ -151,8 +150,8 @@ test_modify_stop_close_eof (void **state)
   assert_int_equal (recv (s [1], &c, 1, MSG_DONTWAIT), 0);
 }
 
-/* scenario 3 with a second watcher on another fd still active, and the
-   closed fd watched for both directions */
+/* scenario 3 with another watcher active and an event for it in the same
+   iteration as the removal */
 static void
 test_modify_stop_close_eof_busy (void **state)
 {
@@ -163,12 +162,13 @@ test_modify_stop_close_eof_busy (void **state)
 
   test_socketpair (ctx, s);
   test_pipe (ctx, p);
-  test_io_init (&r, s [0], EV_READ | EV_WRITE);
+  test_io_init (&r, s [0], EV_READ);
   test_io_init (&other, p [0], EV_READ);
+  other.drain = 1;
   ev_io_start (ctx->loop, &r.w);
   ev_io_start (ctx->loop, &other.w);
-  ev_run (ctx->loop, EVRUN_ONCE);
-  assert_int_equal (r.calls, 1);
+  test_run_nowait (ctx->loop, 2);
+  assert_int_equal (r.calls + other.calls, 0);
 
   ev_io_stop (ctx->loop, &r.w);
   test_close (ctx, s [0]);
