@@ -78,26 +78,14 @@
  *    we retry smaller on ENOMEM and otherwise let libev try epoll.
  * k) a thread blocked in io_uring_enter with requests pending counts as
  *    iowait (~6.5 onwards): IORING_ENTER_NO_IOWAIT (6.15) says it should not.
- * n) IORING_SETUP_DEFER_TASKRUN (6.1) runs completion work only inside
- *    io_uring_enter (GETEVENTS), batched, without interrupting us: the
- *    pipe chain runs ~30 % faster with it (6.18). it needs SINGLE_ISSUER
- *    (6.0): only one task may submit, others get -EEXIST. libev loops are
- *    created in one thread and run in another, so the ring is created
- *    disabled (R_DISABLED, 5.10) and enabled by the first thread to enter
- *    it; when the loop moves to yet another thread, -EEXIST makes us build
- *    a new ring there. TASKRUN_FLAG tells when completion work waits.
- *    such a ring wakes only its own task, never an epoll on its fd, so an
- *    ev_embed'ded loop (ev.c tells us, iouring_embed) goes without.
- * l) POLLRDHUP wakes every poll, asked for or not (IO_POLL_UNMASK, 6.18):
- *    a write watcher on a socket whose peer did shutdown (SHUT_WR) and
- *    whose send buffer is full would complete at once, forever. such fds
- *    go to a small epoll set, itself polled on the ring, which reports
- *    only what was asked for, until their watchers change.
- * m) programs that close an fd without stopping its watcher (epoll forgets
- *    such fds on close) would keep the file open through our poll (note b)
- *    forever. each iteration renews the poll of one armed fd, round robin:
- *    a closed fd then answers -EBADF, and we forget it quietly, as epoll
- *    does, so the peer sees the close within a bounded number of iterations.
+ * n) IORING_SETUP_DEFER_TASKRUN (6.1) is not used. it runs completion work
+ *    only inside io_uring_enter, at most 20 items per pass since 6.13
+ *    (IO_LOCAL_TW_DEFAULT_MAX), so a burst of a thousand ready fds takes
+ *    dozens of enters, or a zero-timeout wait that sleeps for the timer
+ *    slack; its ring wakes no epoll on its fd (ev_embed), and it binds the
+ *    ring to one thread (SINGLE_ISSUER, -EEXIST elsewhere). measured on
+ *    6.18: the one-event pipe chain 15 % faster, a 1000-event chain 35 %
+ *    slower. COOP_TASKRUN gives most of the batching without these.
  */
 
 #include "ev_iouring_abi.h"
@@ -242,30 +230,40 @@ iouring_forked (EV_P)
   return ecb_expect_false (!*(volatile char *)iouring_fork_guard);
 }
 
-/*
- * note n): a SINGLE_ISSUER ring is created disabled and enabled by the
- * thread that first enters it, which is the one running the loop. if a
- * register call fails, the enter that follows fails and we fall back.
- */
-ecb_noinline ecb_cold static void
-iouring_ring_enable (EV_P)
-{
-  evsys_io_uring_register (backend_fd, EV_IORING_REGISTER_ENABLE_RINGS, 0, 0);
-  iouring_setup_flags &= ~EV_IORING_SETUP_R_DISABLED;
-}
-
 /* one syscall: submit what is queued, wait for min_complete cqes */
 inline_speed int
 iouring_enter (EV_P_ unsigned int min_complete, unsigned int flags, const void *arg, size_t argsz)
 {
   unsigned int to_submit = iouring_sq_pending (EV_A);
 
-  if (ecb_expect_false (iouring_setup_flags & EV_IORING_SETUP_R_DISABLED))
-    iouring_ring_enable (EV_A);
-
   iouring_store_release (iouring_sq_ktail, iouring_sq_tail);
 
   return evsys_io_uring_enter (iouring_enter_fd, to_submit, min_complete, flags | iouring_enter_flags, arg, argsz);
+}
+
+/* io_uring_enter with a relative timeout (EXT_ARG, note d) */
+inline_speed int
+iouring_enter_timeout (EV_P_ unsigned int min_complete, ev_tstamp timeout)
+{
+  struct ev_io_uring_timespec ts;
+  struct ev_io_uring_getevents_arg arg;
+
+  ts.tv_sec  = (int64_t)timeout;
+  ts.tv_nsec = (int64_t)((timeout - (ev_tstamp)ts.tv_sec) * 1e9);
+
+  arg.sigmask       = 0;
+  arg.sigmask_sz    = _NSIG / 8;
+  arg.min_wait_usec = 0;
+  arg.ts            = (uint64_t)(uintptr_t)&ts;
+
+  return iouring_enter (EV_A_ min_complete, EV_IORING_ENTER_GETEVENTS | EV_IORING_ENTER_EXT_ARG, &arg, sizeof (arg));
+}
+
+/* submit, run completion work, wait for nothing */
+inline_speed int
+iouring_enter_nowait (EV_P)
+{
+  return iouring_enter (EV_A_ 0, EV_IORING_ENTER_GETEVENTS, 0, 0);
 }
 
 /*****************************************************************************/
@@ -480,8 +478,6 @@ iouring_epoll_destroy (EV_P)
 
 /* the optional setup flags, newest first: each is dropped when the kernel says EINVAL */
 static const unsigned int iouring_setup_optional [] = {
-  EV_IORING_SETUP_SINGLE_ISSUER | EV_IORING_SETUP_DEFER_TASKRUN  /* 6.0, 6.1 */
-  | EV_IORING_SETUP_R_DISABLED,                                  /* 5.10 */
   EV_IORING_SETUP_NO_SQARRAY,                                    /* 6.6 */
   EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG,   /* 5.19 */
   EV_IORING_SETUP_SUBMIT_ALL,                                    /* 5.18 */
@@ -495,11 +491,8 @@ iouring_ring_create (EV_P_ struct ev_io_uring_params *params)
 {
   unsigned int entries = iouring_entries;
   unsigned int flags   = EV_IORING_SETUP_CQSIZE | EV_IORING_SETUP_CLAMP | EV_IORING_SETUP_SUBMIT_ALL
-                       | EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG | EV_IORING_SETUP_NO_SQARRAY
-                       | EV_IORING_SETUP_SINGLE_ISSUER | EV_IORING_SETUP_DEFER_TASKRUN | EV_IORING_SETUP_R_DISABLED;
+                       | EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG | EV_IORING_SETUP_NO_SQARRAY;
   unsigned int i = 0;
-
-  flags &= ~iouring_setup_mask;
 
   for (;;)
     {
@@ -640,8 +633,7 @@ iouring_internal_init (EV_P)
              iouring_features & EV_IORING_FEAT_EXT_ARG ? " ext_arg" : " timerfd",
              iouring_features & EV_IORING_FEAT_NODROP ? " nodrop" : "",
              iouring_features & EV_IORING_FEAT_CQE_SKIP ? " cqe_skip" : "",
-             iouring_setup_flags & EV_IORING_SETUP_DEFER_TASKRUN ? " defer_taskrun"
-             : iouring_setup_flags & EV_IORING_SETUP_COOP_TASKRUN ? " coop_taskrun" : "",
+             iouring_setup_flags & EV_IORING_SETUP_COOP_TASKRUN ? " coop_taskrun" : "",
              iouring_setup_flags & EV_IORING_SETUP_NO_SQARRAY ? " no_sqarray" : "",
              iouring_enter_flags & EV_IORING_ENTER_NO_IOWAIT ? " no_iowait" : "");
 
@@ -729,10 +721,6 @@ iouring_enter_error (EV_P)
         iouring_rebuild (EV_A_ -1);
         break;
 
-      case EEXIST: /* a SINGLE_ISSUER ring, and the loop moved to another thread (note n) */
-        iouring_rebuild (EV_A_ backend_fd);
-        break;
-
       default:
         iouring_switch_to_epoll (EV_A_ backend_fd);
         break;
@@ -756,7 +744,7 @@ iouring_sq_flush (EV_P)
           errno = EAGAIN;
           iouring_switch_to_epoll (EV_A_ backend_fd);
         }
-      else if (iouring_enter (EV_A_ 0, EV_IORING_ENTER_GETEVENTS, 0, 0) < 0)
+      else if (iouring_enter_nowait (EV_A) < 0)
         iouring_enter_error (EV_A);
 
       if (backend != EVBACKEND_IOURING)
@@ -946,23 +934,10 @@ inline_speed int
 iouring_enter_wait (EV_P_ ev_tstamp timeout)
 {
   if (timeout <= 0.)
-    return iouring_enter (EV_A_ 0, EV_IORING_ENTER_GETEVENTS, 0, 0);
+    return iouring_enter_nowait (EV_A);
 
   if (ecb_expect_true (iouring_features & EV_IORING_FEAT_EXT_ARG))
-    {
-      struct ev_io_uring_timespec ts;
-      struct ev_io_uring_getevents_arg arg;
-
-      ts.tv_sec  = (int64_t)timeout;
-      ts.tv_nsec = (int64_t)((timeout - (ev_tstamp)ts.tv_sec) * 1e9);
-
-      arg.sigmask       = 0;
-      arg.sigmask_sz    = _NSIG / 8;
-      arg.min_wait_usec = 0;
-      arg.ts            = (uint64_t)(uintptr_t)&ts;
-
-      return iouring_enter (EV_A_ 1, EV_IORING_ENTER_GETEVENTS | EV_IORING_ENTER_EXT_ARG, &arg, sizeof (arg));
-    }
+    return iouring_enter_timeout (EV_A_ 1, timeout);
 
   iouring_tfd_update (EV_A_ timeout);
 
@@ -1081,7 +1056,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   /* the backlog (note e) is flushed only by an enter: one more round when it is there */
   if (ecb_expect_false (iouring_load_acquire (iouring_sq_kflags) & EV_IORING_SQ_CQ_OVERFLOW))
     {
-      if (iouring_enter (EV_A_ 0, EV_IORING_ENTER_GETEVENTS, 0, 0) < 0)
+      if (iouring_enter_nowait (EV_A) < 0)
         iouring_enter_error (EV_A);
 
       if (backend == EVBACKEND_IOURING)
@@ -1104,7 +1079,6 @@ iouring_init (EV_P_ int flags)
   iouring_epfd    = -1;
   iouring_renew_fd = 0;
   iouring_polls   = 0;
-  iouring_setup_mask = 0;
   iouring_entries = EV_IOURING_SQ_ENTRIES;
 
   fd = iouring_internal_init (EV_A);
@@ -1136,14 +1110,4 @@ ecb_cold static void
 iouring_fork (EV_P)
 {
   iouring_renew (EV_A);
-}
-
-/* ev_embed_start: another loop will poll our ring fd (note n) */
-ecb_cold static void
-iouring_embed (EV_P)
-{
-  iouring_setup_mask |= EV_IORING_SETUP_SINGLE_ISSUER | EV_IORING_SETUP_DEFER_TASKRUN | EV_IORING_SETUP_R_DISABLED;
-
-  if (iouring_setup_flags & EV_IORING_SETUP_DEFER_TASKRUN)
-    iouring_rebuild (EV_A_ backend_fd);
 }

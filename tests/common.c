@@ -168,7 +168,7 @@ const struct test_mode test_mode_nonodrop     = { "nonodrop", EVBACKEND_IOURING,
 const struct test_mode test_mode_nocoop       = { "nocoop", EVBACKEND_IOURING, 0,
                                                   EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG, 0 };
 const struct test_mode test_mode_nosqarray    = { "nosqarray", EVBACKEND_IOURING, 0, EV_IORING_SETUP_NO_SQARRAY, 0 };
-const struct test_mode test_mode_nodefer      = { "nodefer", EVBACKEND_IOURING, 0, EV_IORING_SETUP_DEFER_TASKRUN, 0 };
+const struct test_mode test_mode_nocqeskip    = { "nocqeskip", EVBACKEND_IOURING, EV_IORING_FEAT_CQE_SKIP, 0, 0 };
 const struct test_mode test_mode_oldest       = { "oldest", EVBACKEND_IOURING,
                                                   TEST_FEAT_OPTIONAL, TEST_SETUP_OPTIONAL, ~0U };
 
@@ -266,7 +266,7 @@ int setup_nocqsize (void **state)     { return test_loop_setup (state, &test_mod
 int setup_nonodrop (void **state)     { return test_loop_setup (state, &test_mode_nonodrop); }
 int setup_nocoop (void **state)       { return test_loop_setup (state, &test_mode_nocoop); }
 int setup_nosqarray (void **state)    { return test_loop_setup (state, &test_mode_nosqarray); }
-int setup_nodefer (void **state)    { return test_loop_setup (state, &test_mode_nodefer); }
+int setup_nocqeskip (void **state)    { return test_loop_setup (state, &test_mode_nocqeskip); }
 int setup_oldest (void **state)       { return test_loop_setup (state, &test_mode_oldest); }
 
 /*****************************************************************************/

@@ -109,7 +109,7 @@ extern const struct test_mode test_mode_nocqsize;  /* CQ = 2 * SQ (< 5.5) */
 extern const struct test_mode test_mode_nonodrop;  /* CQ overflow drops (< 5.5) */
 extern const struct test_mode test_mode_nocoop;    /* no COOP_TASKRUN/TASKRUN_FLAG (< 5.19) */
 extern const struct test_mode test_mode_nosqarray; /* with the SQ index array (< 6.6) */
-extern const struct test_mode test_mode_nodefer;   /* no DEFER_TASKRUN (< 6.1): COOP_TASKRUN rings */
+extern const struct test_mode test_mode_nocqeskip; /* no IOSQE_CQE_SKIP_SUCCESS (< 5.17): removals post cqes */
 extern const struct test_mode test_mode_oldest;    /* all of the above at once */
 
 #define TEST_MAX_FDS 64
@@ -137,7 +137,7 @@ int setup_nocqsize (void **state);
 int setup_nonodrop (void **state);
 int setup_nocoop (void **state);
 int setup_nosqarray (void **state);
-int setup_nodefer (void **state);
+int setup_nocqeskip (void **state);
 int setup_oldest (void **state);
 
 /* one test in one mode, named "f@mode" */
@@ -150,7 +150,7 @@ int setup_oldest (void **state);
 #define TEST_PATHS(f)                                                   \
   TEST_ON (f, noextarg), TEST_ON (f, nosinglemmap), TEST_ON (f, nocqsize), \
   TEST_ON (f, nonodrop), TEST_ON (f, nocoop), TEST_ON (f, nosqarray),   \
-  TEST_ON (f, nodefer), TEST_ON (f, oldest)
+  TEST_ON (f, nocqeskip), TEST_ON (f, oldest)
 
 #define TEST_ALL(f) TEST_BOTH (f), TEST_PATHS (f)
 

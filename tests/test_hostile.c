@@ -1084,7 +1084,7 @@ static const struct CMUnitTest tests [] = {
   TEST_ON (test_hostile_backlog, nonodrop),
   TEST_ON (test_hostile_backlog, oldest),
   TEST_ON (test_hostile_cloexec, iouring),
-  TEST_ON (test_hostile_cloexec, nodefer),
+  TEST_ON (test_hostile_cloexec, nocqeskip),
   TEST_BOTH (test_hostile_close_active),
   TEST_BOTH (test_hostile_cycles),
   TEST_ON (test_hostile_ebadf, iouring),
