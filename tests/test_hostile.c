@@ -526,7 +526,7 @@ test_hostile_close_active (void **state)
 /*****************************************************************************/
 /* a CQ backlog: far more ready fds than a small ring's CQ holds */
 
-#define BACKLOG_PIPES 300
+#define BACKLOG_PIPES 1000
 
 struct backlog
 {
