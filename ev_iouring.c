@@ -1015,17 +1015,17 @@ iouring_poll (EV_P_ ev_tstamp timeout)
          && !iouring_sq_pending (EV_A)
          && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN));
 
-  if (++iouring_polls & 3 && idle)
+  if (++iouring_polls & 15 && idle)
     return;
 
   /*
-   * note m): a renewal rides on a syscall we make anyway, one in 4 idle,
-   * 16 blocking and 64 busy polls (each costs two sqes and a cqe), and
+   * note m): a renewal rides on a syscall we make anyway, one in 16 idle
+   * or blocking and 64 busy polls (each costs two sqes and a cqe), and
    * only while no completion is on its way: renewing a poll that fired
    * but has not posted its cqe gains nothing, and once lost an event in
    * test_embed that we could not reproduce.
    */
-  if (!(iouring_polls & (idle ? 3 : timeout > 0. ? 15 : 63))
+  if (!(iouring_polls & (idle || timeout > 0. ? 15 : 63))
       && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN)))
     {
       iouring_renew_step (EV_A);
