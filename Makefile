@@ -73,7 +73,7 @@ DEPS = PKG_CONFIG='$(PKG_CONFIG)' sh $(srcdir)/tools/deps.sh
 
 .PHONY: all lib demo tests check check-asan check-valgrind check-warnings \
         check-patches check-symbols check-programs check-embed ci check-all \
-        bench bench-plot install uninstall clean
+        bench bench-plot bench-features install uninstall clean
 
 all: lib tests demo
 
@@ -270,6 +270,9 @@ bench: all $(B)/bench/bench-ours $(B)/bench/bench-orig
 
 bench-plot:
 	sh $(srcdir)/bench/plot.sh $(B)
+
+bench-features: all
+	sh $(srcdir)/bench/features.sh $(B)
 
 #############################################################################
 # install, clean

@@ -1,0 +1,170 @@
+# bench/summary.awk - results.tsv syscalls.tsv server.tsv -> markdown tables
+#
+# Medians over the repetitions; ratios are ours / epoll and orig / epoll
+# (below 1.00 is faster than epoll). "spread" is the largest
+# (max - min) / median of wall time among the three variants: the noise.
+# The target column checks the issue's goals against the medians.
+
+BEGIN { FS = "\t"; nv = split ("ours epoll orig", V, " ") }
+
+function sortn (a, n,    i, j, t) {
+  for (i = 2; i <= n; ++i)
+    for (j = i; j > 1 && a [j - 1] + 0 > a [j] + 0; --j) { t = a [j]; a [j] = a [j - 1]; a [j - 1] = t }
+}
+
+function median (list,    a, n) {
+  if (list == "") return ""
+  n = split (substr (list, 2), a, " ")
+  sortn (a, n)
+  return n % 2 ? a [(n + 1) / 2] : (a [n / 2] + a [n / 2 + 1]) / 2
+}
+
+function spread (list,    a, n, m) {
+  if (list == "") return ""
+  n = split (substr (list, 2), a, " ")
+  sortn (a, n)
+  m = median (list)
+  return m > 0 ? (a [n] - a [1]) / m : 0
+}
+
+function ratio (x, y) { return (x == "" || y == "" || y + 0 == 0) ? "" : x / y }
+function fmt (x, f) { return x == "" ? "-" : sprintf (f, x) }
+
+# the issue's targets: metric (w wall, c cpu) and the highest ours/epoll allowed
+function target (wl) {
+  if (wl == "churn" || wl == "timers") return "w 0.70"
+  if (wl == "pingpong") return "w 0.80"
+  if (wl == "poll0" || wl == "idle") return "c 1.00"
+  if (wl == "chain" || wl == "chain-setup") return "w 1.00"
+  return ""
+}
+
+FNR == 1 {
+  kind = ($4 == "workload") ? "run" : ($2 == "workload") ? "sys" : "srv"
+  next
+}
+
+kind == "run" {
+  key = $4 FS $5
+  if (!(key in seen)) { seen [key] = 1; order [++nk] = key; wls [$4] = 1 }
+  if ($3 == "ok") {
+    wall [key, $1] = wall [key, $1] " " ($9 / $7 * 1e6)
+    cpu [key, $1]  = cpu [key, $1] " " ($10 / $7 * 1e6)
+    lpr [key, $1]  = lpr [key, $1] " " ($8 / $7)
+  } else if (!((key, $1) in bad))
+    bad [key, $1] = $3
+  next
+}
+
+kind == "sys" {
+  sysl [$2 FS $3, $1] = $4
+  alll [$2 FS $3, $1] = $5
+  top [$2 FS $3, $1] = $6
+  next
+}
+
+kind == "srv" {
+  if ($3 == "ok") { rps [$1] = rps [$1] " " $4; be [$1] = $5 }
+  else if (!($1 in sbad)) sbad [$1] = $3
+  nsrv++
+  next
+}
+
+function cell (key, v, what,    m) {
+  m = median (what == "w" ? wall [key, v] : cpu [key, v])
+  if (m == "") return ((key, v) in bad) ? bad [key, v] : "-"
+  return fmt (m, m < 10 ? "%.3f" : "%.1f")
+}
+
+END {
+  split ("chain chain-setup churn timers poll0 idle pingpong", W, " ")
+  title ["chain"] = "pipe chain (libevent bench.c), loop phase: time per chain run"
+  title ["chain-setup"] = "pipe chain, setup phase: re-registering all n watchers (+ timers) per run"
+  title ["churn"] = "interest churn: a watchers toggle EV_READ <-> EV_READ|EV_WRITE, per iteration"
+  title ["timers"] = "timer churn: a ev_timer_again per iteration, the next timeout moves"
+  title ["poll0"] = "zero-timeout polling (EVRUN_NOWAIT, nothing ready), per iteration"
+  title ["idle"] = "1 ms repeating timer, nothing else ready, per timer expiry"
+  title ["pingpong"] = "cross-process ping-pong, per round trip (cpu: both processes)"
+
+  pass = 0; miss = 0
+
+  for (wi = 1; wi <= 7; ++wi) {
+    wl = W [wi]
+    if (!(wl in wls)) continue
+    split (target (wl), T, " ")
+
+    print "### " title [wl]
+    print ""
+    print "| params | ours µs | epoll µs | 4.33 µs | ours/epoll wall | ours/epoll cpu | 4.33/epoll wall | ours cpu µs | epoll cpu µs | loops/round ours | epoll | sys/loop ours | epoll | 4.33 | spread | target |"
+    print "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"
+
+    for (i = 1; i <= nk; ++i) {
+      split (order [i], K, FS)
+      if (K [1] != wl) continue
+      key = order [i]
+
+      rw = ratio (median (wall [key, "ours"]), median (wall [key, "epoll"]))
+      rc = ratio (median (cpu [key, "ours"]), median (cpu [key, "epoll"]))
+      ro = ratio (median (wall [key, "orig"]), median (wall [key, "epoll"]))
+
+      sp = 0
+      for (v = 1; v <= nv; ++v) { s = spread (wall [key, V [v]]); if (s != "" && s > sp) sp = s }
+
+      r = T [1] == "c" ? rc : rw
+      sy = sysl [key, "ours"]
+      verdict = "-"
+      if (r != "") {
+        verdict = (r <= T [2] + 0 ? "ok" : "MISS") " (" (T [1] == "c" ? "cpu" : "wall") " <= " T [2] ")"
+        if (sy != "" && sy != "-" && sy + 0 > 1.0 && wl != "chain-setup") verdict = verdict ", MISS sys/loop > 1"
+        if (verdict ~ /MISS/) miss++; else pass++
+      }
+
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+        K [2], cell (key, "ours", "w"), cell (key, "epoll", "w"), cell (key, "orig", "w"),
+        fmt (rw, "%.2f"), fmt (rc, "%.2f"), fmt (ro, "%.2f"),
+        cell (key, "ours", "c"), cell (key, "epoll", "c"),
+        fmt (median (lpr [key, "ours"]), "%.2f"), fmt (median (lpr [key, "epoll"]), "%.2f"),
+        (sy == "" ? "-" : sy), (sysl [key, "epoll"] == "" ? "-" : sysl [key, "epoll"]),
+        (sysl [key, "orig"] == "" ? "-" : sysl [key, "orig"]),
+        fmt (sp * 100, "%.0f%%"), verdict
+    }
+    print ""
+  }
+
+  if (nsrv) {
+    print "### nghttpd --no-tls + h2load (requests per second, higher is better)"
+    print ""
+    print "| variant | libev backend seen | req/s (median) | ratio to epoll | spread | target |"
+    print "|---|---|--:|--:|--:|---|"
+    e = median (rps ["epoll"])
+    for (v = 1; v <= nv; ++v) {
+      m = median (rps [V [v]])
+      rr = ratio (m, e)
+      verdict = "-"
+      if (V [v] == "ours" && rr != "") {
+        verdict = (rr >= 1.0 ? "ok" : "MISS") " (>= 1.00)"
+        if (rr >= 1.0) pass++; else miss++
+      }
+      printf "| %s | %s | %s | %s | %s | %s |\n", V [v], (be [V [v]] == "" ? "-" : be [V [v]]),
+        (m == "" ? ((V [v] in sbad) ? sbad [V [v]] : "-") : sprintf ("%.0f", m)),
+        fmt (rr, "%.2f"), fmt (spread (rps [V [v]]) * 100, "%.0f%%"), verdict
+    }
+    print ""
+  }
+
+  print "Targets met: " pass ", missed: " miss "."
+  print ""
+  print "Most frequent backend syscalls per loop iteration (difference of the 2K- and K-round strace runs):"
+  print ""
+  print "| workload | params | ours | epoll | 4.33 |"
+  print "|---|---|---|---|---|"
+  for (i = 1; i <= nk; ++i) {
+    key = order [i]
+    split (key, K, FS)
+    if (K [1] == "chain-setup") continue
+    printf "| %s | %s | %s | %s | %s |\n", K [1], K [2],
+      (top [key, "ours"] == "" ? "-" : top [key, "ours"]),
+      (top [key, "epoll"] == "" ? "-" : top [key, "epoll"]),
+      (top [key, "orig"] == "" ? "-" : top [key, "orig"])
+  }
+}
