@@ -931,23 +931,30 @@ iouring_tfd_update (EV_P_ ev_tstamp timeout)
     }
 }
 
-/* the one syscall of an iteration: submit and wait up to timeout */
+/*
+ * the one syscall of an iteration: submit and wait up to timeout for one
+ * cqe more than the ignored ones we know will come (of a renewal, note m)
+ */
 inline_speed int
-iouring_enter_wait (EV_P_ ev_tstamp timeout)
+iouring_enter_wait (EV_P_ ev_tstamp timeout, unsigned int ignored)
 {
   if (timeout <= 0.)
     return iouring_enter_nowait (EV_A);
 
   if (ecb_expect_true (iouring_features & EV_IORING_FEAT_EXT_ARG))
-    return iouring_enter_timeout (EV_A_ 1, timeout);
+    return iouring_enter_timeout (EV_A_ 1 + ignored, timeout);
 
   iouring_tfd_update (EV_A_ timeout);
 
-  return iouring_enter (EV_A_ 1, EV_IORING_ENTER_GETEVENTS, 0, 0);
+  return iouring_enter (EV_A_ 1 + ignored, EV_IORING_ENTER_GETEVENTS, 0, 0);
 }
 
-/* note m): remove and re-add the next armed poll, so the kernel looks the fd up again */
-inline_speed void
+/*
+ * note m): remove and re-add the next armed poll, so the kernel looks the
+ * fd up again. returns the number of cqes this will post for nothing: the
+ * cancelled poll's, and the removal's own without CQE_SKIP (5.17)
+ */
+inline_speed unsigned int
 iouring_renew_step (EV_P)
 {
   int i;
@@ -959,7 +966,7 @@ iouring_renew_step (EV_P)
       if (ecb_expect_false (fd >= anfdmax))
         {
           iouring_renew_fd = 0;
-          return;
+          return 0;
         }
 
       /* a first -EBADF is the user's bad fd, and must reach the watcher */
@@ -971,9 +978,11 @@ iouring_renew_step (EV_P)
 
           iouring_modify (EV_A_ fd, events, events);
           anfds [fd].eflags |= EV_IOURING_RENEWED;
-          return;
+          return iouring_features & EV_IORING_FEAT_CQE_SKIP ? 1 : 2;
         }
     }
+
+  return 0;
 }
 
 /*****************************************************************************/
@@ -982,7 +991,7 @@ iouring_renew_step (EV_P)
 static void
 iouring_poll (EV_P_ ev_tstamp timeout)
 {
-  unsigned int sq_flags;
+  unsigned int sq_flags, ignored = 0;
   int idle;
 
   /* the new ring, or epoll, has fds to arm first: fd_reify does that next iteration */
@@ -1028,7 +1037,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   if (!(iouring_polls & (idle || timeout > 0. ? 15 : 63))
       && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN)))
     {
-      iouring_renew_step (EV_A);
+      ignored = iouring_renew_step (EV_A);
 
       if (ecb_expect_false (backend != EVBACKEND_IOURING))
         return;
@@ -1040,7 +1049,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   if (timeout > 0.)
     EV_RELEASE_CB;
 
-  if (ecb_expect_false (iouring_enter_wait (EV_A_ timeout) < 0))
+  if (ecb_expect_false (iouring_enter_wait (EV_A_ timeout, ignored) < 0))
     {
       if (timeout > 0.)
         EV_ACQUIRE_CB;
