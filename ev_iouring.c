@@ -240,7 +240,7 @@ iouring_enter (EV_P_ unsigned int min_complete, unsigned int flags, const void *
 
   iouring_store_release (iouring_sq_ktail, iouring_sq_tail);
 
-  return evsys_io_uring_enter (iouring_enter_fd, to_submit, min_complete, flags | iouring_enter_flags, arg, argsz);
+  return evsys_io_uring_enter (backend_fd, to_submit, min_complete, flags | iouring_enter_flags, arg, argsz);
 }
 
 /* io_uring_enter with a relative timeout (EXT_ARG, note d) */
@@ -433,7 +433,6 @@ iouring_internal_reset (EV_P)
   iouring_cq_ring    = (char *)MAP_FAILED;
   iouring_sqes       = MAP_FAILED;
   iouring_fork_guard = (char *)MAP_FAILED;
-  iouring_enter_fd   = -1;
   iouring_enter_flags = 0;
   iouring_tfd_polled = 0;
   iouring_tfd_to     = EV_TSTAMP_HUGE;
@@ -615,8 +614,6 @@ iouring_internal_init (EV_P)
       for (i = 0; i < iouring_sq_entries; ++i)
         array [i] = i;
     }
-
-  iouring_enter_fd = fd;
 
   /* 6.15: waiting for readiness is not waiting for io (see note k) */
   if (iouring_features & EV_IORING_FEAT_NO_IOWAIT)
@@ -818,14 +815,9 @@ iouring_prep_poll_remove (EV_P_ struct ev_io_uring_sqe *sqe, uint64_t target)
     sqe->flags = EV_IOSQE_CQE_SKIP_SUCCESS;
 }
 
-/*
- * when the ring goes away under us (fork detected, a kernel refusal), the
- * new ring or epoll gets every fd from fd_rearm_all, this one included:
- * nothing more to do here then.
- */
 /* after fork: the child's copy of the parent's ring fd is ours to close, the parent keeps its own */
 ecb_cold static void
-iouring_renew (EV_P)
+iouring_fork_rebuild (EV_P)
 {
   /* a timerfd is shared with the parent after fork: make our own */
   if (iouring_tfd >= 0)
@@ -837,6 +829,11 @@ iouring_renew (EV_P)
   iouring_rebuild (EV_A_ backend_fd);
 }
 
+/*
+ * when the ring goes away under us (fork detected, a kernel refusal), the
+ * new ring or epoll gets every fd from fd_rearm_all, this one included:
+ * nothing more to do here then.
+ */
 static void
 iouring_modify (EV_P_ int fd, int oev, int nev)
 {
@@ -846,7 +843,7 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
 
   if (ecb_expect_false (iouring_forked (EV_A)))
     {
-      iouring_renew (EV_A);
+      iouring_fork_rebuild (EV_A);
       return;
     }
 
@@ -997,7 +994,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   /* the new ring, or epoll, has fds to arm first: fd_reify does that next iteration */
   if (ecb_expect_false (iouring_forked (EV_A)))
     {
-      iouring_renew (EV_A);
+      iouring_fork_rebuild (EV_A);
       return;
     }
 
@@ -1120,5 +1117,5 @@ iouring_destroy (EV_P)
 ecb_cold static void
 iouring_fork (EV_P)
 {
-  iouring_renew (EV_A);
+  iouring_fork_rebuild (EV_A);
 }

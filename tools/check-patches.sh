@@ -61,7 +61,7 @@ files_in ()
   then
     cp "$W/ours/ev_iouring_abi.h" "$t/"
   fi
-  if grep -q 'VARx(int, iouring_enter_fd)' "$t/ev_vars.h" && ! cmp -s "$W/ours/ev_iouring.c" "$t/ev_iouring.c"
+  if grep -qF 'VARx(char *, iouring_fork_guard)' "$t/ev_vars.h" && ! cmp -s "$W/ours/ev_iouring.c" "$t/ev_iouring.c"
   then
     cp "$W/ours/ev_iouring.c" "$t/"
   fi
