@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <liburing.h>
@@ -113,6 +114,8 @@ test_probe (void)
 
   if (getenv ("TEST_FILTER"))
     cmocka_set_test_filter (getenv ("TEST_FILTER"));
+  if (getenv ("TEST_SKIP"))
+    cmocka_set_skip_filter (getenv ("TEST_SKIP"));
 
   if (!uname (&u))
     sscanf (u.release, "%u.%u.%u", &a, &b, &c);
@@ -355,6 +358,17 @@ test_get (int fd)
   assert_int_equal (read (fd, &c, 1), 1);
 }
 
+void
+test_child_ok (pid_t pid)
+{
+  int status;
+
+  assert_int_equal (waitpid (pid, &status, 0), pid);
+  if (!WIFEXITED (status))
+    fail_msg ("child %d killed by signal %d", (int)pid, WTERMSIG (status));
+  assert_int_equal (WEXITSTATUS (status), 0);
+}
+
 /*****************************************************************************/
 /* the counting watcher and bounded runs */
 
@@ -384,6 +398,49 @@ test_io_init (struct test_io *t, int fd, int events)
 {
   memset (t, 0, sizeof *t);
   ev_io_init (&t->w, test_io_cb, fd, events);
+}
+
+int test_guard_fired;
+
+static void
+test_guard_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  (void)w;
+  (void)revents;
+  test_guard_fired = 1;
+  ev_break (loop, EVBREAK_ALL);
+}
+
+void
+test_guard_start (struct ev_loop *loop, ev_timer *t, ev_tstamp seconds)
+{
+  test_guard_fired = 0;
+  ev_timer_init (t, test_guard_cb, seconds, 0.);
+  ev_timer_start (loop, t);
+  /* the guard alone must not keep the loop alive */
+  ev_unref (loop);
+}
+
+void
+test_guard_stop (struct ev_loop *loop, ev_timer *t)
+{
+  ev_ref (loop);
+  ev_timer_stop (loop, t);
+}
+
+void
+test_io_start (struct ev_loop *loop, struct test_io *t, int fd, int events)
+{
+  test_io_init (t, fd, events);
+  ev_io_start (loop, &t->w);
+}
+
+void
+test_io_reset (struct ev_loop *loop, struct test_io *t, int fd, int events)
+{
+  ev_io_stop (loop, &t->w);
+  ev_io_set (&t->w, fd, events);
+  ev_io_start (loop, &t->w);
 }
 
 void

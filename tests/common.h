@@ -44,6 +44,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include "ev.h"
@@ -85,8 +86,9 @@ extern struct test_kernel test_kernel;
 /* fill test_kernel; 0 when io_uring is usable, 77 when the binary must skip.
    also installs a syserr callback (a test fails instead of aborting; a
    forked child _exits with 98), ignores SIGPIPE, and applies the
-   environment variable TEST_FILTER (cmocka pattern, '*' and '?', matched
-   against "test_name@mode") to run some tests only */
+   environment variables TEST_FILTER and TEST_SKIP (cmocka patterns, '*'
+   and '?', matched against "test_name@mode") to run some tests only, or
+   to leave some out */
 int test_probe (void);
 
 /*****************************************************************************/
@@ -181,6 +183,9 @@ void test_close (struct test_ctx *ctx, int fd);
 void test_put (int fd);
 void test_get (int fd);
 
+/* wait for a forked child: it must have exited, with status 0 */
+void test_child_ok (pid_t pid);
+
 /*****************************************************************************/
 /* a counting io watcher */
 
@@ -197,6 +202,23 @@ struct test_io
 /* ev_io_init with test_io_cb; the watcher is not started */
 void test_io_init (struct test_io *t, int fd, int events);
 void test_io_cb (struct ev_loop *loop, ev_io *w, int revents);
+
+/* test_io_init, then ev_io_start */
+void test_io_start (struct ev_loop *loop, struct test_io *t, int fd, int events);
+
+/* ev_io_stop, ev_io_set to fd and events, ev_io_start (the counts stay) */
+void test_io_reset (struct ev_loop *loop, struct test_io *t, int fd, int events);
+
+/* a timer that only ends a wait which went wrong: after seconds it sets
+   test_guard_fired and breaks the loop (EVBREAK_ALL).  it is unref'd, so it
+   does not keep ev_run (loop, 0) alive; test_guard_stop refs it again
+   before stopping it.  one guard at a time */
+#define TEST_GUARD_SECONDS 10.
+
+extern int test_guard_fired;
+
+void test_guard_start (struct ev_loop *loop, ev_timer *t, ev_tstamp seconds);
+void test_guard_stop (struct ev_loop *loop, ev_timer *t);
 
 /* ev_run (EVRUN_NOWAIT) n times */
 void test_run_nowait (struct ev_loop *loop, int n);

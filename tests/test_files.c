@@ -78,8 +78,7 @@ files_reader (struct test_ctx *ctx, int fd, void (*trigger) (void *), void (*con
   struct test_io r;
   int i;
 
-  test_io_init (&r, fd, EV_READ);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_start (ctx->loop, &r, fd, EV_READ);
 
   test_run_nowait (ctx->loop, 3);
   assert_int_equal (r.calls, 0);
@@ -107,16 +106,25 @@ files_reader (struct test_ctx *ctx, int fd, void (*trigger) (void *), void (*con
   ev_io_stop (ctx->loop, &r.w);
 }
 
-static void
-test_files_regular (void **state)
+/* a new, empty regular file, already unlinked; closed by teardown */
+static int
+files_tmp (struct test_ctx *ctx)
 {
-  struct test_ctx *ctx = *state;
   char path [] = "/tmp/test_files.XXXXXX";
   int fd = mkstemp (path);
 
   assert_true (fd >= 0);
   unlink (path);
   test_fd_track (ctx, fd);
+  return fd;
+}
+
+static void
+test_files_regular (void **state)
+{
+  struct test_ctx *ctx = *state;
+  int fd = files_tmp (ctx);
+
   assert_int_equal (write (fd, "data", 4), 4);
 
   files_always_ready (ctx, fd, EV_READ | EV_WRITE);
@@ -126,12 +134,7 @@ static void
 test_files_regular_empty_read (void **state)
 {
   struct test_ctx *ctx = *state;
-  char path [] = "/tmp/test_files.XXXXXX";
-  int fd = mkstemp (path);
-
-  assert_true (fd >= 0);
-  unlink (path);
-  test_fd_track (ctx, fd);
+  int fd = files_tmp (ctx);
 
   /* at EOF, still "ready": read returns 0 */
   files_always_ready (ctx, fd, EV_READ);
@@ -208,8 +211,7 @@ test_files_pty (void **state)
   files_reader (ctx, p.master, pty_trigger, pty_consume, &p);
 
   /* the master is writable */
-  test_io_init (&w, p.master, EV_WRITE);
-  ev_io_start (ctx->loop, &w.w);
+  test_io_start (ctx->loop, &w, p.master, EV_WRITE);
   ev_run (ctx->loop, EVRUN_ONCE);
   assert_int_equal (w.calls, 1);
   assert_int_equal (w.last, EV_WRITE);
@@ -243,8 +245,7 @@ test_files_eventfd (void **state)
   test_fd_track (ctx, fd);
   files_reader (ctx, fd, efd_trigger, efd_consume, &fd);
 
-  test_io_init (&w, fd, EV_WRITE);
-  ev_io_start (ctx->loop, &w.w);
+  test_io_start (ctx->loop, &w, fd, EV_WRITE);
   ev_run (ctx->loop, EVRUN_ONCE);
   assert_int_equal (w.calls, 1);
   assert_int_equal (w.last, EV_WRITE);

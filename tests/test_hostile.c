@@ -41,44 +41,14 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
 
-#define GUARD_SECONDS 10.
-#define MAX_RUNS      100
+#define MAX_RUNS 100
 
 /*****************************************************************************/
 /* helpers */
-
-static int guard_fired;
-
-static void
-guard_cb (struct ev_loop *loop, ev_timer *w, int revents)
-{
-  (void)w;
-  (void)revents;
-  guard_fired = 1;
-  ev_break (loop, EVBREAK_ALL);
-}
-
-/* watcher should not keep loop alive */
-static void
-guard_start (struct ev_loop *loop, ev_timer *t)
-{
-  guard_fired = 0;
-  ev_timer_init (t, guard_cb, GUARD_SECONDS, 0.);
-  ev_timer_start (loop, t);
-  ev_unref (loop);
-}
-
-static void
-guard_stop (struct ev_loop *loop, ev_timer *t)
-{
-  ev_ref (loop);
-  ev_timer_stop (loop, t);
-}
 
 /* in a forked child: report and leave */
 #define CHILD_CHECK(cond)                                               \
@@ -95,7 +65,6 @@ guard_stop (struct ev_loop *loop, ev_timer *t)
 static void
 in_child (void (*fn) (void *), void *arg)
 {
-  int status;
   pid_t pid;
 
   fflush (stdout);
@@ -110,10 +79,7 @@ in_child (void (*fn) (void *), void *arg)
       _exit (0);
     }
 
-  assert_int_equal (waitpid (pid, &status, 0), pid);
-  if (!WIFEXITED (status))
-    fail_msg ("child killed by signal %d", WTERMSIG (status));
-  assert_int_equal (WEXITSTATUS (status), 0);
+  test_child_ok (pid);
 }
 
 /* the fds open when main started: inherited ones are not ours to judge */
@@ -363,8 +329,7 @@ test_hostile_ebadf (void **state)
   assert_true (fd >= 0);
   close (fd);
 
-  test_io_init (&t, fd, EV_READ);
-  ev_io_start (ctx->loop, &t.w);
+  test_io_start (ctx->loop, &t, fd, EV_READ);
 
   for (i = 0; i < 10 && !t.calls; ++i)
     ev_run (ctx->loop, EVRUN_NOWAIT);
@@ -415,8 +380,7 @@ test_hostile_fd_reuse (void **state)
   int p [2], round;
 
   test_pipe (ctx, p);
-  test_io_init (&t, p [0], EV_READ);
-  ev_io_start (ctx->loop, &t.w);
+  test_io_start (ctx->loop, &t, p [0], EV_READ);
 
   for (round = 0; round < 2; ++round)
     {
@@ -473,8 +437,7 @@ test_hostile_stop_close (void **state)
   int s [2];
 
   test_socketpair (ctx, s);
-  test_io_init (&t, s [0], EV_READ);
-  ev_io_start (ctx->loop, &t.w);
+  test_io_start (ctx->loop, &t, s [0], EV_READ);
   test_run_nowait (ctx->loop, 2);
 
   ev_io_stop (ctx->loop, &t.w);
@@ -682,23 +645,23 @@ eintr_run (struct test_ctx *ctx, int flags)
   p.target = pthread_self ();
   p.wfd    = fds [1];
 
-  guard_start (ctx->loop, &guard);
+  test_guard_start (ctx->loop, &guard, TEST_GUARD_SECONDS);
   assert_int_equal (pthread_create (&th, 0, pester_main, &p), 0);
   ev_run (ctx->loop, 0);
   assert_int_equal (pthread_join (th, 0), 0);
-  guard_stop (ctx->loop, &guard);
+  test_guard_stop (ctx->loop, &guard);
 
   /* the io watcher may have broken the loop before the timer was due */
   if (!eintr_timer_calls)
     {
-      guard_start (ctx->loop, &guard);
+      test_guard_start (ctx->loop, &guard, TEST_GUARD_SECONDS);
       ev_set_cb (&t.w, test_io_cb);
-      while (!eintr_timer_calls && !guard_fired)
+      while (!eintr_timer_calls && !test_guard_fired)
         ev_run (ctx->loop, EVRUN_ONCE);
-      guard_stop (ctx->loop, &guard);
+      test_guard_stop (ctx->loop, &guard);
     }
 
-  assert_false (guard_fired);
+  assert_false (test_guard_fired);
   assert_true (usr2_count >= 1);
   assert_int_equal (t.calls, 1);
   assert_int_equal (t.last, EV_READ);
@@ -958,7 +921,7 @@ test_hostile_cloexec (void **state)
   ev_async as;
   char cmd [4096];
   size_t len;
-  int p [2], fd, status, checked = 0;
+  int p [2], fd, checked = 0;
   pid_t pid;
 
   /* a second loop on the other timeout path (timerfd) */
@@ -967,8 +930,7 @@ test_hostile_cloexec (void **state)
   assert_non_null (loop2);
 
   test_pipe (ctx, p);
-  test_io_init (&t, p [1], EV_WRITE);
-  ev_io_start (ctx->loop, &t.w);
+  test_io_start (ctx->loop, &t, p [1], EV_WRITE);
   ev_timer_init (&tm, 0, 30., 0.);
   ev_async_init (&as, 0);
   ev_timer_start (ctx->loop, &tm);
@@ -1014,9 +976,7 @@ test_hostile_cloexec (void **state)
       _exit (127);
     }
 
-  assert_int_equal (waitpid (pid, &status, 0), pid);
-  assert_true (WIFEXITED (status));
-  assert_int_equal (WEXITSTATUS (status), 0);
+  test_child_ok (pid);
 
   ev_io_stop (loop2, &t2.w);
   ev_timer_stop (loop2, &tm2);
@@ -1063,8 +1023,7 @@ test_hostile_cycles (void **state)
       if (ev_backend (loop) != ctx->mode->backend)
         fail_msg ("cycle %d: backend 0x%x", i, ev_backend (loop));
 
-      test_io_init (&t, p [1], EV_WRITE);
-      ev_io_start (loop, &t.w);
+      test_io_start (loop, &t, p [1], EV_WRITE);
       ev_timer_init (&tm, 0, 60., 0.);
       ev_timer_start (loop, &tm);
       ev_run (loop, EVRUN_NOWAIT);
@@ -1120,12 +1079,6 @@ main (void)
 
   if (test_probe ())
     return 77;
-
-  /* TEST_FILTER='*@epoll' runs a subset, TEST_SKIP leaves one out (globs) */
-  if (getenv ("TEST_FILTER"))
-    cmocka_set_test_filter (getenv ("TEST_FILTER"));
-  if (getenv ("TEST_SKIP"))
-    cmocka_set_skip_filter (getenv ("TEST_SKIP"));
 
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -110,8 +109,7 @@ loop_works (struct ev_loop *loop)
   int p [2], i;
 
   assert_int_equal (pipe2 (p, O_NONBLOCK | O_CLOEXEC), 0);
-  test_io_init (&r, p [0], EV_READ);
-  ev_io_start (loop, &r.w);
+  test_io_start (loop, &r, p [0], EV_READ);
   test_put (p [1]);
 
   for (i = 0; i < 10 && !r.calls; ++i)
@@ -196,7 +194,6 @@ test_init_libev_flags_env (void **state)
 static void
 test_init_default_loop (void **state)
 {
-  int status;
   pid_t pid;
 
   (void)state;
@@ -218,8 +215,7 @@ test_init_default_loop (void **state)
       if (pipe2 (p, O_NONBLOCK))
         _exit (4);
 
-      test_io_init (&r, p [0], EV_READ);
-      ev_io_start (loop, &r.w);
+      test_io_start (loop, &r, p [0], EV_READ);
       if (write (p [1], "x", 1) != 1)
         _exit (4);
       for (i = 0; i < 10 && !r.calls; ++i)
@@ -228,9 +224,7 @@ test_init_default_loop (void **state)
       _exit (r.calls == 1 ? 0 : 5);
     }
 
-  assert_int_equal (waitpid (pid, &status, 0), pid);
-  assert_true (WIFEXITED (status));
-  assert_int_equal (WEXITSTATUS (status), 0);
+  test_child_ok (pid);
 }
 
 /*****************************************************************************/

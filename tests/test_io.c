@@ -13,6 +13,24 @@
 
 #include "common.h"
 
+/* a new pipe, filled until write () says EAGAIN, and an EV_WRITE watcher
+   on its write end that the loop does not call */
+static void
+full_pipe_writer (struct test_ctx *ctx, int p [2], struct test_io *w)
+{
+  char buf [65536];
+
+  test_pipe (ctx, p);
+  memset (buf, 'x', sizeof buf);
+  while (write (p [1], buf, sizeof buf) > 0)
+    ;
+  assert_int_equal (errno, EAGAIN);
+
+  test_io_start (ctx->loop, w, p [1], EV_WRITE);
+  test_run_nowait (ctx->loop, 3);
+  assert_int_equal (w->calls, 0);
+}
+
 /* a readable pipe: one blocking iteration delivers EV_READ exactly once */
 static void
 test_io_pipe_readable (void **state)
@@ -48,8 +66,7 @@ test_io_pipe_idle (void **state)
   int p [2];
 
   test_pipe (ctx, p);
-  test_io_init (&r, p [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_start (ctx->loop, &r, p [0], EV_READ);
 
   test_run_nowait (ctx->loop, 5);
   assert_int_equal (r.calls, 0);
@@ -66,8 +83,7 @@ test_io_pipe_level_triggered (void **state)
   int p [2], i;
 
   test_pipe (ctx, p);
-  test_io_init (&r, p [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_start (ctx->loop, &r, p [0], EV_READ);
 
   assert_int_equal (write (p [1], "abc", 3), 3);
 
@@ -101,8 +117,7 @@ test_io_pipe_writable (void **state)
   int p [2], i;
 
   test_pipe (ctx, p);
-  test_io_init (&w, p [1], EV_WRITE);
-  ev_io_start (ctx->loop, &w.w);
+  test_io_start (ctx->loop, &w, p [1], EV_WRITE);
 
   for (i = 1; i <= 4; ++i)
     {
@@ -123,17 +138,7 @@ test_io_pipe_full (void **state)
   char buf [65536];
   int p [2];
 
-  test_pipe (ctx, p);
-  memset (buf, 'x', sizeof buf);
-  while (write (p [1], buf, sizeof buf) > 0)
-    ;
-  assert_int_equal (errno, EAGAIN);
-
-  test_io_init (&w, p [1], EV_WRITE);
-  ev_io_start (ctx->loop, &w.w);
-
-  test_run_nowait (ctx->loop, 3);
-  assert_int_equal (w.calls, 0);
+  full_pipe_writer (ctx, p, &w);
 
   /* pipes wake writers only when a whole page is free */
   assert_true (read (p [0], buf, sizeof buf) > 4096);
@@ -153,8 +158,7 @@ test_io_socket_read_write (void **state)
   int s [2];
 
   test_socketpair (ctx, s);
-  test_io_init (&rw, s [0], EV_READ | EV_WRITE);
-  ev_io_start (ctx->loop, &rw.w);
+  test_io_start (ctx->loop, &rw, s [0], EV_READ | EV_WRITE);
 
   ev_run (ctx->loop, EVRUN_ONCE);
   assert_int_equal (rw.calls, 1);
@@ -222,8 +226,7 @@ test_io_socket_eof (void **state)
   int s [2];
 
   test_socketpair (ctx, s);
-  test_io_init (&r, s [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_start (ctx->loop, &r, s [0], EV_READ);
 
   test_run_nowait (ctx->loop, 2);
   assert_int_equal (r.calls, 0);
@@ -277,18 +280,9 @@ test_io_err_wakes_writer (void **state)
 {
   struct test_ctx *ctx = *state;
   struct test_io w;
-  char buf [65536];
   int p [2];
 
-  test_pipe (ctx, p);
-  memset (buf, 'x', sizeof buf);
-  while (write (p [1], buf, sizeof buf) > 0)
-    ;
-
-  test_io_init (&w, p [1], EV_WRITE);
-  ev_io_start (ctx->loop, &w.w);
-  test_run_nowait (ctx->loop, 3);
-  assert_int_equal (w.calls, 0);
+  full_pipe_writer (ctx, p, &w);
 
   test_close (ctx, p [0]);
   ev_run (ctx->loop, EVRUN_ONCE);
@@ -347,8 +341,7 @@ test_io_many_fds (void **state)
 
       assert_true (fd >= 1000);
       test_fd_track (ctx, fd);
-      test_io_init (&r [i], fd, EV_READ);
-      ev_io_start (ctx->loop, &r [i].w);
+      test_io_start (ctx->loop, &r [i], fd, EV_READ);
     }
 
   ev_run (ctx->loop, EVRUN_ONCE);

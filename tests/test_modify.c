@@ -16,6 +16,15 @@
 
 #define TEST_CHURN 10000
 
+/* start r reading fd, and let the loop arm it: two iterations, no call */
+static void
+armed_reader (struct test_ctx *ctx, struct test_io *r, int fd)
+{
+  test_io_start (ctx->loop, r, fd, EV_READ);
+  test_run_nowait (ctx->loop, 2);
+  assert_int_equal (r->calls, 0);
+}
+
 /* scenario 1: stop/set/start the same fd thousands of times with an event
    pending; libev 4.33 aborted after ~11 rounds */
 static void
@@ -27,14 +36,11 @@ test_modify_restart_churn (void **state)
 
   test_pipe (ctx, p);
   test_put (p [1]);
-  test_io_init (&r, p [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_start (ctx->loop, &r, p [0], EV_READ);
 
   for (i = 0; i < TEST_CHURN; ++i)
     {
-      ev_io_stop (ctx->loop, &r.w);
-      ev_io_set (&r.w, p [0], EV_READ);
-      ev_io_start (ctx->loop, &r.w);
+      test_io_reset (ctx->loop, &r, p [0], EV_READ);
       ev_run (ctx->loop, EVRUN_NOWAIT);
     }
 
@@ -55,17 +61,12 @@ test_modify_restart_batch (void **state)
   int p [2], i, round;
 
   test_pipe (ctx, p);
-  test_io_init (&r, p [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_start (ctx->loop, &r, p [0], EV_READ);
 
   for (round = 1; round <= 10; ++round)
     {
       for (i = 0; i < 1000; ++i)
-        {
-          ev_io_stop (ctx->loop, &r.w);
-          ev_io_set (&r.w, p [0], i & 1 ? EV_READ | EV_WRITE : EV_READ);
-          ev_io_start (ctx->loop, &r.w);
-        }
+        test_io_reset (ctx->loop, &r, p [0], i & 1 ? EV_READ | EV_WRITE : EV_READ);
 
       test_put (p [1]);
       ev_run (ctx->loop, EVRUN_ONCE);
@@ -80,48 +81,43 @@ test_modify_restart_batch (void **state)
   ev_io_stop (ctx->loop, &r.w);
 }
 
+/* READ <-> READ|WRITE 1000 times, one iteration each: every iteration
+   reports exactly the asked-for events that are ready (ready: what the
+   fd has) */
+static void
+toggle_events (struct test_ctx *ctx, struct test_io *rw, int ready)
+{
+  int i;
+
+  for (i = 0; i < 1000; ++i)
+    {
+      int ev = i & 1 ? EV_READ | EV_WRITE : EV_READ;
+
+      test_io_reset (ctx->loop, rw, rw->w.fd, ev);
+      rw->last = 0;
+      ev_run (ctx->loop, EVRUN_NOWAIT);
+
+      assert_int_equal (rw->last, ev & ready);
+    }
+}
+
 /* READ <-> READ|WRITE on every iteration, with and without data */
 static void
 test_modify_events_toggle (void **state)
 {
   struct test_ctx *ctx = *state;
   struct test_io rw;
-  int s [2], i;
+  int s [2];
 
   test_socketpair (ctx, s);
-  test_io_init (&rw, s [0], EV_READ);
-  ev_io_start (ctx->loop, &rw.w);
+  test_io_start (ctx->loop, &rw, s [0], EV_READ);
 
-  for (i = 0; i < 1000; ++i)
-    {
-      int ev = i & 1 ? EV_READ | EV_WRITE : EV_READ;
-
-      ev_io_stop (ctx->loop, &rw.w);
-      ev_io_set (&rw.w, s [0], ev);
-      ev_io_start (ctx->loop, &rw.w);
-      rw.last = 0;
-      ev_run (ctx->loop, EVRUN_NOWAIT);
-
-      /* no data: only the write half can be ready */
-      assert_int_equal (rw.last, i & 1 ? EV_WRITE : 0);
-    }
-
+  /* no data: only the write half can be ready */
+  toggle_events (ctx, &rw, EV_WRITE);
   assert_int_equal (rw.calls, 500);
+
   test_put (s [1]);
-
-  for (i = 0; i < 1000; ++i)
-    {
-      int ev = i & 1 ? EV_READ | EV_WRITE : EV_READ;
-
-      ev_io_stop (ctx->loop, &rw.w);
-      ev_io_set (&rw.w, s [0], ev);
-      ev_io_start (ctx->loop, &rw.w);
-      rw.last = 0;
-      ev_run (ctx->loop, EVRUN_NOWAIT);
-
-      assert_int_equal (rw.last, ev);
-    }
-
+  toggle_events (ctx, &rw, EV_READ | EV_WRITE);
   assert_int_equal (rw.calls, 500 + 1000);
 
   ev_io_stop (ctx->loop, &rw.w);
@@ -138,10 +134,7 @@ test_modify_stop_close_eof (void **state)
   int s [2];
 
   test_socketpair (ctx, s);
-  test_io_init (&r, s [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
-  test_run_nowait (ctx->loop, 2);
-  assert_int_equal (r.calls, 0);
+  armed_reader (ctx, &r, s [0]);
 
   ev_io_stop (ctx->loop, &r.w);
   test_close (ctx, s [0]);
@@ -192,9 +185,7 @@ test_modify_close_without_stop (void **state)
   int s [2];
 
   test_socketpair (ctx, s);
-  test_io_init (&r, s [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
-  test_run_nowait (ctx->loop, 2);
+  armed_reader (ctx, &r, s [0]);
 
   test_close (ctx, s [0]);
   test_run_nowait (ctx->loop, 3);
@@ -234,18 +225,14 @@ test_modify_reuse_after_stop (void **state)
 
   test_pipe (ctx, p);
   fd = p [0];
-  test_io_init (&old, fd, EV_READ);
-  ev_io_start (ctx->loop, &old.w);
-  test_run_nowait (ctx->loop, 2);
-  assert_int_equal (old.calls, 0);
+  armed_reader (ctx, &old, fd);
 
   test_put (p [1]);
   ev_io_stop (ctx->loop, &old.w);
   test_close (ctx, fd);
   qw = test_reuse_fd (ctx, fd);
 
-  test_io_init (&new, fd, EV_READ);
-  ev_io_start (ctx->loop, &new.w);
+  test_io_start (ctx->loop, &new, fd, EV_READ);
   test_run_nowait (ctx->loop, 3);
   assert_int_equal (old.calls, 0);
   assert_int_equal (new.calls, 0);
@@ -274,17 +261,13 @@ test_modify_reuse_without_stop (void **state)
 
   test_pipe (ctx, p);
   fd = p [0];
-  test_io_init (&r, fd, EV_READ);
-  ev_io_start (ctx->loop, &r.w);
-  test_run_nowait (ctx->loop, 2);
+  armed_reader (ctx, &r, fd);
 
   test_put (p [1]);
   test_close (ctx, fd);
   qw = test_reuse_fd (ctx, fd);
 
-  ev_io_stop (ctx->loop, &r.w);
-  ev_io_set (&r.w, fd, EV_READ);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_reset (ctx->loop, &r, fd, EV_READ);
 
   test_run_nowait (ctx->loop, 3);
   assert_int_equal (r.calls, 0);
@@ -312,9 +295,7 @@ test_modify_reuse_ready (void **state)
 
   test_pipe (ctx, p);
   fd = p [0];
-  test_io_init (&r, fd, EV_READ);
-  ev_io_start (ctx->loop, &r.w);
-  test_run_nowait (ctx->loop, 2);
+  armed_reader (ctx, &r, fd);
 
   ev_io_stop (ctx->loop, &r.w);
   test_close (ctx, fd);
@@ -377,14 +358,10 @@ test_modify_closed_fd_error (void **state)
   int p [2], i;
 
   test_pipe (ctx, p);
-  test_io_init (&r, p [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
-  test_run_nowait (ctx->loop, 2);
+  armed_reader (ctx, &r, p [0]);
 
   test_close (ctx, p [0]);
-  ev_io_stop (ctx->loop, &r.w);
-  ev_io_set (&r.w, p [0], EV_READ | EV_WRITE);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_reset (ctx->loop, &r, p [0], EV_READ | EV_WRITE);
 
   for (i = 0; i < 3 && !r.calls; ++i)
     ev_run (ctx->loop, EVRUN_NOWAIT);

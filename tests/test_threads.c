@@ -34,34 +34,6 @@
 /*****************************************************************************/
 /* helpers */
 
-static int guard_fired;
-
-static void
-guard_cb (struct ev_loop *loop, ev_timer *w, int revents)
-{
-  (void)w;
-  (void)revents;
-  guard_fired = 1;
-  ev_break (loop, EVBREAK_ALL);
-}
-
-/* watcher should not keep loop alive */
-static void
-guard_start (struct ev_loop *loop, ev_timer *t, double seconds)
-{
-  guard_fired = 0;
-  ev_timer_init (t, guard_cb, seconds, 0.);
-  ev_timer_start (loop, t);
-  ev_unref (loop);
-}
-
-static void
-guard_stop (struct ev_loop *loop, ev_timer *t)
-{
-  ev_ref (loop);
-  ev_timer_stop (loop, t);
-}
-
 static struct timespec
 deadline (void)
 {
@@ -78,6 +50,16 @@ break_io_cb (struct ev_loop *loop, ev_io *w, int revents)
 {
   test_io_cb (loop, w, revents);
   ev_break (loop, EVBREAK_ALL);
+}
+
+/* such a watcher, draining the read end of a new pipe; not started */
+static void
+break_io_init (struct test_ctx *ctx, struct test_io *t, int p [2])
+{
+  test_pipe (ctx, p);
+  test_io_init (t, p [0], EV_READ);
+  t->drain = 1;
+  ev_set_cb (&t->w, break_io_cb);
 }
 
 /*****************************************************************************/
@@ -102,14 +84,26 @@ runner_main (void *arg)
   return 0;
 }
 
+/* run loop in a new thread and wait for it; a run until break (mode 0)
+   goes under a guard that must not fire */
 static void
 run_in_thread (struct ev_loop *loop, int mode)
 {
   struct runner r = { loop, mode };
+  ev_timer guard;
   pthread_t t;
+
+  if (!mode)
+    test_guard_start (loop, &guard, WAIT_SECONDS);
 
   assert_int_equal (pthread_create (&t, 0, runner_main, &r), 0);
   assert_int_equal (pthread_join (t, 0), 0);
+
+  if (!mode)
+    {
+      test_guard_stop (loop, &guard);
+      assert_false (test_guard_fired);
+    }
 }
 
 static void
@@ -120,10 +114,7 @@ test_threads_run_elsewhere (void **state)
   ev_timer guard;
   int p [2], i;
 
-  test_pipe (ctx, p);
-  test_io_init (&t, p [0], EV_READ);
-  t.drain = 1;
-  ev_set_cb (&t.w, break_io_cb);
+  break_io_init (ctx, &t, p);
   ev_io_start (ctx->loop, &t.w);
 
   for (i = 1; i <= 3; ++i)
@@ -131,14 +122,14 @@ test_threads_run_elsewhere (void **state)
       struct runner r = { ctx->loop, 0 };
       pthread_t th;
 
-      guard_start (ctx->loop, &guard, WAIT_SECONDS);
+      test_guard_start (ctx->loop, &guard, WAIT_SECONDS);
       assert_int_equal (pthread_create (&th, 0, runner_main, &r), 0);
       /* the runner may or may not be waiting yet: either way it must see it */
       test_put (p [1]);
       assert_int_equal (pthread_join (th, 0), 0);
-      guard_stop (ctx->loop, &guard);
+      test_guard_stop (ctx->loop, &guard);
 
-      assert_false (guard_fired);
+      assert_false (test_guard_fired);
       assert_int_equal (t.calls, i);
       assert_int_equal (t.last, EV_READ);
     }
@@ -181,10 +172,7 @@ test_threads_handoff (void **state)
   pthread_t th;
   int p [2];
 
-  test_pipe (ctx, p);
-  test_io_init (&t, p [0], EV_READ);
-  t.drain = 1;
-  ev_set_cb (&t.w, break_io_cb);
+  break_io_init (ctx, &t, p);
 
   m.mode = ctx->mode;
   m.loop = 0;
@@ -196,18 +184,15 @@ test_threads_handoff (void **state)
 
   /* thread B: written only now, after A is gone */
   test_put (p [1]);
-  guard_start (m.loop, &guard, WAIT_SECONDS);
   run_in_thread (m.loop, 0);
-  guard_stop (m.loop, &guard);
-  assert_false (guard_fired);
   assert_int_equal (t.calls, 1);
 
   /* B is gone too: the main thread now */
   test_put (p [1]);
-  guard_start (m.loop, &guard, WAIT_SECONDS);
+  test_guard_start (m.loop, &guard, WAIT_SECONDS);
   ev_run (m.loop, 0);
-  guard_stop (m.loop, &guard);
-  assert_false (guard_fired);
+  test_guard_stop (m.loop, &guard);
+  assert_false (test_guard_fired);
   assert_int_equal (t.calls, 2);
 
   /* and nothing is reported while nothing is there */
@@ -225,13 +210,9 @@ test_threads_handoff_armed (void **state)
 {
   struct test_ctx *ctx = *state;
   struct test_io t;
-  ev_timer guard;
   int p [2], i;
 
-  test_pipe (ctx, p);
-  test_io_init (&t, p [0], EV_READ);
-  t.drain = 1;
-  ev_set_cb (&t.w, break_io_cb);
+  break_io_init (ctx, &t, p);
   ev_io_start (ctx->loop, &t.w);
 
   for (i = 1; i <= 5; ++i)
@@ -243,10 +224,7 @@ test_threads_handoff_armed (void **state)
       /* blocking: the kernel cancels the dead thread's poll from a
          kworker (fallback task work), not at once */
       test_put (p [1]);
-      guard_start (ctx->loop, &guard, WAIT_SECONDS);
       run_in_thread (ctx->loop, 0);
-      guard_stop (ctx->loop, &guard);
-      assert_false (guard_fired);
       assert_int_equal (t.calls, i);
     }
 
@@ -365,7 +343,7 @@ test_threads_async (void **state)
       ev_async_start (ctx->loop, &s [i].w);
     }
 
-  guard_start (ctx->loop, &guard, 6 * WAIT_SECONDS);
+  test_guard_start (ctx->loop, &guard, 6 * WAIT_SECONDS);
 
   for (i = 0; i < ASYNC_THREADS; ++i)
     assert_int_equal (pthread_create (&th [i], 0, sender_main, &s [i]), 0);
@@ -375,8 +353,8 @@ test_threads_async (void **state)
   for (i = 0; i < ASYNC_THREADS; ++i)
     assert_int_equal (pthread_join (th [i], 0), 0);
 
-  guard_stop (ctx->loop, &guard);
-  assert_false (guard_fired);
+  test_guard_stop (ctx->loop, &guard);
+  assert_false (test_guard_fired);
 
   for (i = 0; i < ASYNC_THREADS; ++i)
     {
@@ -522,7 +500,7 @@ test_threads_release_cb (void **state)
   ev_async_init (&l->wake, locked_wake_cb);
   ev_async_start (ctx->loop, &l->wake);
 
-  guard_start (ctx->loop, &guard, 6 * WAIT_SECONDS);
+  test_guard_start (ctx->loop, &guard, 6 * WAIT_SECONDS);
 
   pthread_mutex_lock (&l->lock);
   assert_int_equal (pthread_create (&th, 0, locked_worker, l), 0);
@@ -530,10 +508,10 @@ test_threads_release_cb (void **state)
   pthread_mutex_unlock (&l->lock);
   assert_int_equal (pthread_join (th, 0), 0);
 
-  guard_stop (ctx->loop, &guard);
+  test_guard_stop (ctx->loop, &guard);
   ev_set_loop_release_cb (ctx->loop, 0, 0);
 
-  assert_false (guard_fired);
+  assert_false (test_guard_fired);
   assert_int_equal (l->timeouts, 0);
   assert_int_equal (l->round, LOCK_ROUNDS);
   assert_true (l->releases >= LOCK_ROUNDS);
@@ -562,12 +540,6 @@ main (void)
 {
   if (test_probe ())
     return 77;
-
-  /* TEST_FILTER='*@epoll' runs a subset, TEST_SKIP leaves one out (globs) */
-  if (getenv ("TEST_FILTER"))
-    cmocka_set_test_filter (getenv ("TEST_FILTER"));
-  if (getenv ("TEST_SKIP"))
-    cmocka_set_skip_filter (getenv ("TEST_SKIP"));
 
   return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -201,8 +201,7 @@ test_timeout_zero_with_io (void **state)
 
   test_seq = 0;
   test_pipe (ctx, p);
-  test_io_init (&r, p [0], EV_READ);
-  ev_io_start (ctx->loop, &r.w);
+  test_io_start (ctx->loop, &r, p [0], EV_READ);
   ev_run (ctx->loop, EVRUN_NOWAIT);
 
   test_timer_start (ctx->loop, &t, 0., 0.);

@@ -28,40 +28,8 @@
 /*****************************************************************************/
 /* helpers */
 
-/* generous bound for a wait that should end at once */
-#define GUARD_SECONDS 10.
-
 /* runs of ev_run (EVRUN_ONCE) a test allows before giving up */
 #define MAX_RUNS 1000
-
-static int guard_fired;
-
-static void
-guard_cb (struct ev_loop *loop, ev_timer *w, int revents)
-{
-  (void)revents;
-  (void)w;
-  guard_fired = 1;
-  ev_break (loop, EVBREAK_ONE);
-}
-
-/* a timer that only ends a wait which went wrong; watcher should not keep
-   loop alive */
-static void
-guard_start (struct ev_loop *loop, ev_timer *t)
-{
-  guard_fired = 0;
-  ev_timer_init (t, guard_cb, GUARD_SECONDS, 0.);
-  ev_timer_start (loop, t);
-  ev_unref (loop);
-}
-
-static void
-guard_stop (struct ev_loop *loop, ev_timer *t)
-{
-  ev_ref (loop);
-  ev_timer_stop (loop, t);
-}
 
 /* ev_run (EVRUN_ONCE) until *flag or the guard fires */
 static void
@@ -70,12 +38,12 @@ run_until (struct ev_loop *loop, const int *flag)
   ev_timer guard;
   int i;
 
-  guard_start (loop, &guard);
+  test_guard_start (loop, &guard, TEST_GUARD_SECONDS);
 
-  for (i = 0; i < MAX_RUNS && !*flag && !guard_fired; ++i)
+  for (i = 0; i < MAX_RUNS && !*flag && !test_guard_fired; ++i)
     ev_run (loop, EVRUN_ONCE);
 
-  guard_stop (loop, &guard);
+  test_guard_stop (loop, &guard);
 }
 
 /*****************************************************************************/
@@ -106,7 +74,7 @@ signal_check (struct ev_loop *loop)
     {
       assert_int_equal (kill (getpid (), SIGUSR1), 0);
       run_until (loop, &signal_calls);
-      assert_false (guard_fired);
+      assert_false (test_guard_fired);
       assert_int_equal (signal_calls, 1);
       signal_calls = 0;
     }
@@ -172,7 +140,7 @@ test_watchers_child (void **state)
 
   run_until (loop, &child_calls);
 
-  assert_false (guard_fired);
+  assert_false (test_guard_fired);
   assert_int_equal (child_calls, 1);
   assert_int_equal (c.rpid, pid);
   assert_true (WIFEXITED (c.rstatus));
@@ -217,7 +185,7 @@ test_watchers_stat (void **state)
     {
       assert_int_equal (write (fd, "abc", 3), 3);
       run_until (ctx->loop, &stat_calls);
-      assert_false (guard_fired);
+      assert_false (test_guard_fired);
       assert_true (stat_calls >= 1);
       assert_int_equal (s.attr.st_size, 3 * i);
       stat_calls = 0;
@@ -259,7 +227,7 @@ test_watchers_async (void **state)
       ev_async_send (ctx->loop, &a);
       assert_true (ev_async_pending (&a));
       run_until (ctx->loop, &async_calls);
-      assert_false (guard_fired);
+      assert_false (test_guard_fired);
       /* two sends before the loop ran: one callback, as libev documents */
       assert_int_equal (async_calls, 1);
       async_calls = 0;
@@ -305,7 +273,7 @@ test_watchers_embed (void **state)
 
       test_put (p [1]);
       run_until (ctx->loop, &t.calls);
-      assert_false (guard_fired);
+      assert_false (test_guard_fired);
       assert_int_equal (t.calls, 1);
       assert_int_equal (t.last, EV_READ);
       t.calls = 0;
@@ -468,7 +436,7 @@ test_watchers_periodic (void **state)
   ev_periodic_start (ctx->loop, &once);
 
   run_until (ctx->loop, &periodic_calls);
-  assert_false (guard_fired);
+  assert_false (test_guard_fired);
   assert_int_equal (periodic_calls, 1);
   /* not before its time */
   assert_true (ev_time () >= at);
@@ -478,12 +446,12 @@ test_watchers_periodic (void **state)
   ev_periodic_init (&every, periodic_cb, 0., 0.01, 0);
   ev_periodic_start (ctx->loop, &every);
 
-  guard_start (ctx->loop, &guard);
-  for (i = 0; i < MAX_RUNS && periodic_calls < 3 && !guard_fired; ++i)
+  test_guard_start (ctx->loop, &guard, TEST_GUARD_SECONDS);
+  for (i = 0; i < MAX_RUNS && periodic_calls < 3 && !test_guard_fired; ++i)
     ev_run (ctx->loop, EVRUN_ONCE);
-  guard_stop (ctx->loop, &guard);
+  test_guard_stop (ctx->loop, &guard);
 
-  assert_false (guard_fired);
+  assert_false (test_guard_fired);
   assert_true (periodic_calls >= 3);
   assert_true (ev_is_active (&every));
   ev_periodic_stop (ctx->loop, &every);
@@ -517,8 +485,7 @@ test_watchers_cleanup (void **state)
   assert_int_equal (ev_backend (loop), ctx->mode->backend);
 
   test_pipe (ctx, p);
-  test_io_init (&t, p [1], EV_WRITE);
-  ev_io_start (loop, &t.w);
+  test_io_start (loop, &t, p [1], EV_WRITE);
   ev_run (loop, EVRUN_NOWAIT);
 
   cleanup_calls = 0;
@@ -576,7 +543,7 @@ test_watchers_fork (void **state)
   struct test_ctx *ctx = *state;
   ev_fork f;
   struct test_io t;
-  int p [2], status;
+  int p [2];
   pid_t pid;
 
   test_pipe (ctx, p);
@@ -595,14 +562,12 @@ test_watchers_fork (void **state)
   if (!pid)
     _exit (fork_child (ctx->loop, p [1], &t));
 
-  assert_int_equal (waitpid (pid, &status, 0), pid);
-  assert_true (WIFEXITED (status));
-  assert_int_equal (WEXITSTATUS (status), 0);
+  test_child_ok (pid);
 
   /* the parent never called ev_loop_fork: no fork callback, and it works */
   test_put (p [1]);
   run_until (ctx->loop, &t.calls);
-  assert_false (guard_fired);
+  assert_false (test_guard_fired);
   assert_int_equal (t.calls, 1);
   assert_int_equal (fork_calls, 0);
 
@@ -631,12 +596,6 @@ main (void)
 {
   if (test_probe ())
     return 77;
-
-  /* TEST_FILTER='*@epoll' runs a subset, TEST_SKIP leaves one out (globs) */
-  if (getenv ("TEST_FILTER"))
-    cmocka_set_test_filter (getenv ("TEST_FILTER"));
-  if (getenv ("TEST_SKIP"))
-    cmocka_set_skip_filter (getenv ("TEST_SKIP"));
 
   return cmocka_run_group_tests (tests, NULL, NULL);
 }
