@@ -123,21 +123,22 @@
 /* test hooks: only the test build pretends that the kernel lacks features */
 
 #if EV_IOURING_TEST_HOOKS
+/* tests/common.h declares them: masks in, what the last ring got out */
 # ifdef __cplusplus
 extern "C" {
 # endif
-extern unsigned int  ev_iouring_test_nofeat;
-extern unsigned int  ev_iouring_test_nosetup;
-extern unsigned int  ev_iouring_test_noregister;
-extern int           ev_iouring_test_setup_errno;
-extern unsigned int  ev_iouring_test_setup_max;
-extern int           ev_iouring_test_enter_errno;
-extern unsigned int  ev_iouring_test_setup_flags;
-extern unsigned int  ev_iouring_test_features;
-extern unsigned int  ev_iouring_test_sq_entries;
-extern unsigned int  ev_iouring_test_cq_entries;
-extern unsigned long ev_iouring_test_enters;
-extern unsigned long ev_iouring_test_rebuilds;
+unsigned int  ev_iouring_test_nofeat;      /* EV_IORING_FEAT_* hidden from us */
+unsigned int  ev_iouring_test_nosetup;     /* EV_IORING_SETUP_* refused with EINVAL */
+unsigned int  ev_iouring_test_noregister;  /* 1U << EV_IORING_REGISTER_* refused with EINVAL */
+int           ev_iouring_test_setup_errno; /* every io_uring_setup fails with it */
+unsigned int  ev_iouring_test_setup_max;   /* more sq entries than this: ENOMEM */
+int           ev_iouring_test_enter_errno; /* the next io_uring_enter fails with it */
+unsigned int  ev_iouring_test_setup_flags;
+unsigned int  ev_iouring_test_features;
+unsigned int  ev_iouring_test_sq_entries;
+unsigned int  ev_iouring_test_cq_entries;
+unsigned long ev_iouring_test_enters;
+unsigned long ev_iouring_test_rebuilds;
 # ifdef __cplusplus
 }
 # endif

@@ -12,18 +12,10 @@
 
 #include <stdlib.h>
 
-unsigned int  ev_iouring_test_nofeat;
-unsigned int  ev_iouring_test_nosetup;
-unsigned int  ev_iouring_test_noregister;
-int           ev_iouring_test_setup_errno;
-unsigned int  ev_iouring_test_setup_max;
-int           ev_iouring_test_enter_errno;
-unsigned int  ev_iouring_test_setup_flags;
-unsigned int  ev_iouring_test_features;
-unsigned int  ev_iouring_test_sq_entries;
-unsigned int  ev_iouring_test_cq_entries;
-unsigned long ev_iouring_test_enters;
-unsigned long ev_iouring_test_rebuilds;
+/* defined by a libev built with the hooks (ev_iouring.c) */
+extern unsigned int ev_iouring_test_nofeat;
+extern unsigned int ev_iouring_test_nosetup;
+extern unsigned int ev_iouring_test_noregister;
 
 static unsigned int
 env_mask (const char *name)

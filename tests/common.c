@@ -23,20 +23,7 @@
 #include "common.h"
 
 /*****************************************************************************/
-/* test hooks (read by libev-test.a, ignored by any other libev) */
-
-unsigned int  ev_iouring_test_nofeat;
-unsigned int  ev_iouring_test_nosetup;
-unsigned int  ev_iouring_test_noregister;
-int           ev_iouring_test_setup_errno;
-unsigned int  ev_iouring_test_setup_max;
-int           ev_iouring_test_enter_errno;
-unsigned int  ev_iouring_test_setup_flags;
-unsigned int  ev_iouring_test_features;
-unsigned int  ev_iouring_test_sq_entries;
-unsigned int  ev_iouring_test_cq_entries;
-unsigned long ev_iouring_test_enters;
-unsigned long ev_iouring_test_rebuilds;
+/* test hooks: defined by libev-test.a (ev_iouring.c), declared in common.h */
 
 void
 test_hooks_reset (void)
