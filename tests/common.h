@@ -51,7 +51,7 @@
 #include "ev_iouring_abi.h"
 
 /*****************************************************************************/
-/* test hooks: defined in common.c, read by libev-test.a */
+/* test hooks: defined by libev-test.a (ev_iouring.c with EV_IOURING_TEST_HOOKS) */
 
 extern unsigned int  ev_iouring_test_nofeat;      /* EV_IORING_FEAT_* hidden */
 extern unsigned int  ev_iouring_test_nosetup;     /* EV_IORING_SETUP_* refused (EINVAL) */

@@ -492,6 +492,97 @@ test_hostile_close_active (void **state)
 }
 
 /*****************************************************************************/
+/* the backend's own fd closed or replaced behind libev's back, as daemons
+   that close every fd above 2 do: the loop gets a new ring (or epoll),
+   keeps its watchers, and never closes the file that took the number.
+   (libev's epoll backend aborts with "(libev) epoll_wait: Bad file
+   descriptor" here: this is one place where we do better) */
+
+/* the loop's backend fd, found by what /proc says it is (libev keeps it private) */
+static int
+backend_fd_of (const struct test_ctx *ctx)
+{
+  const char *want = ev_backend (ctx->loop) == EVBACKEND_IOURING ? "anon_inode:[io_uring]" : "anon_inode:[eventpoll]";
+  char path [64], link [64];
+  int fd, found = -1;
+
+  for (fd = 3; fd < 1024; ++fd)
+    {
+      ssize_t n;
+
+      snprintf (path, sizeof (path), "/proc/self/fd/%d", fd);
+      n = readlink (path, link, sizeof (link) - 1);
+      if (n > 0)
+        {
+          link [n] = 0;
+          if (!strcmp (link, want))
+            {
+              assert_int_equal (found, -1); /* exactly one */
+              found = fd;
+            }
+        }
+    }
+
+  assert_true (found >= 0);
+  return found;
+}
+
+static void
+ring_fd_lost (struct test_ctx *ctx, int replace)
+{
+  struct test_io t;
+  int p [2], q [2], ring = backend_fd_of (ctx), delivered;
+
+  test_pipe (ctx, p);
+  test_io_start (ctx->loop, &t, p [0], EV_READ);
+  t.drain = 1;
+  test_run_nowait (ctx->loop, 2);
+
+  if (replace)
+    {
+      /* another file under the ring's number: a pipe of the test's own */
+      test_pipe (ctx, q);
+      assert_int_equal (dup2 (q [0], ring), ring);
+    }
+  else
+    assert_int_equal (close (ring), 0);
+
+  test_put (p [1]);
+  delivered = test_run_until (ctx->loop, &t.calls, 10);
+  assert_true (delivered >= 1);
+  assert_int_equal (t.last, EV_READ);
+
+  /* the loop still works */
+  test_put (p [1]);
+  assert_true (test_run_until (ctx->loop, &t.calls, 10) >= 0);
+  test_run_nowait (ctx->loop, 2);
+  assert_int_equal (t.calls >= 2, 1);
+
+  if (replace)
+    {
+      /* the file we put there is ours still: a write into q reaches it */
+      assert_true (fcntl (ring, F_GETFD) >= 0);
+      test_put (q [1]);
+      test_get (ring);
+      close (ring);
+    }
+
+  ev_io_stop (ctx->loop, &t.w);
+}
+
+static void
+test_hostile_ring_fd_closed (void **state)
+{
+  ring_fd_lost (*state, 0);
+}
+
+static void
+test_hostile_ring_fd_replaced (void **state)
+{
+  ring_fd_lost (*state, 1);
+}
+
+/*****************************************************************************/
 /* a CQ backlog: far more ready fds than a small ring's CQ holds */
 
 #define BACKLOG_PIPES 1000
@@ -1050,6 +1141,9 @@ static const struct CMUnitTest tests [] = {
   TEST_ON (test_hostile_cloexec, iouring),
   TEST_ON (test_hostile_cloexec, nocqeskip),
   TEST_BOTH (test_hostile_close_active),
+  /* io_uring only: libev's epoll backend calls ev_syserr (abort) here */
+  TEST_ON (test_hostile_ring_fd_closed, iouring), TEST_PATHS (test_hostile_ring_fd_closed),
+  TEST_ON (test_hostile_ring_fd_replaced, iouring), TEST_PATHS (test_hostile_ring_fd_replaced),
   TEST_BOTH (test_hostile_cycles),
   TEST_ON (test_hostile_ebadf, iouring),
   TEST_ON (test_hostile_ebadf, oldest),
