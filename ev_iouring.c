@@ -1092,7 +1092,12 @@ iouring_init (EV_P_ int flags)
 
   fd = iouring_internal_init (EV_A);
   if (fd < 0)
-    return 0;
+    {
+      if (getenv ("LIBEV_IOURING_VERBOSE"))
+        fprintf (stderr, "libev: io_uring unavailable (%s), trying the next backend\n", strerror (errno));
+
+      return 0;
+    }
 
   backend_fd      = fd;
   backend_mintime = EV_TS_CONST (1e-6); /* hrtimer waits, from ext_arg and timerfd alike */
