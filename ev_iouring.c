@@ -219,6 +219,20 @@ iouring_store_release (unsigned int *p, unsigned int v)
   *(volatile unsigned int *)p = v;
 }
 
+/* the kernel's sq flags; the test build hides CQ_OVERFLOW as 5.5 to 5.8 would */
+inline_size unsigned int
+iouring_sq_flags (EV_P)
+{
+  unsigned int flags = iouring_load_acquire (iouring_sq_kflags);
+
+#if EV_IOURING_TEST_HOOKS
+  if (!(iouring_features & EV_IORING_FEAT_POLL_32BITS))
+    flags &= ~EV_IORING_SQ_CQ_OVERFLOW;
+#endif
+
+  return flags;
+}
+
 /* sqes written but not yet taken by the kernel */
 inline_size unsigned int
 iouring_sq_pending (EV_P)
@@ -1011,16 +1025,21 @@ iouring_poll (EV_P_ ev_tstamp timeout)
       iouring_epfd_polled = 1;
     }
 
-  sq_flags = iouring_load_acquire (iouring_sq_kflags);
+  sq_flags = iouring_sq_flags (EV_A);
 
   /* events already waiting, or fds to arm (fd_reify ran before us), mean no blocking */
   if (iouring_cq_reap (EV_A) || fdchangecnt)
     timeout = 0.;
 
-  /* nothing to submit, nothing to wait for, no backlog, no task work: no syscall */
+  /*
+   * nothing to submit, nothing to wait for, no backlog, no task work: no
+   * syscall. 5.5 to 5.8 keep a backlog but have no flag saying so (5.8
+   * added IORING_SQ_CQ_OVERFLOW); POLL_32BITS (5.9) tells us it is there.
+   */
   idle = timeout <= 0.
          && !iouring_sq_pending (EV_A)
-         && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN));
+         && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN))
+         && (iouring_features & (EV_IORING_FEAT_POLL_32BITS | EV_IORING_FEAT_NODROP)) != EV_IORING_FEAT_NODROP;
 
   if (++iouring_polls & 15 && idle)
     return;
@@ -1063,7 +1082,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   iouring_cq_reap (EV_A);
 
   /* the backlog (note e) is flushed only by an enter: one more round when it is there */
-  if (ecb_expect_false (iouring_load_acquire (iouring_sq_kflags) & EV_IORING_SQ_CQ_OVERFLOW))
+  if (ecb_expect_false (iouring_sq_flags (EV_A) & EV_IORING_SQ_CQ_OVERFLOW))
     {
       if (iouring_enter_nowait (EV_A) < 0)
         iouring_enter_error (EV_A);

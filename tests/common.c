@@ -159,6 +159,7 @@ const struct test_mode test_mode_nocoop       = { "nocoop", EVBACKEND_IOURING, 0
                                                   EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG, 0 };
 const struct test_mode test_mode_nosqarray    = { "nosqarray", EVBACKEND_IOURING, 0, EV_IORING_SETUP_NO_SQARRAY, 0 };
 const struct test_mode test_mode_nocqeskip    = { "nocqeskip", EVBACKEND_IOURING, EV_IORING_FEAT_CQE_SKIP, 0, 0 };
+const struct test_mode test_mode_nooverflowflag = { "nooverflowflag", EVBACKEND_IOURING, EV_IORING_FEAT_POLL_32BITS, 0, 0 };
 const struct test_mode test_mode_oldest       = { "oldest", EVBACKEND_IOURING,
                                                   TEST_FEAT_OPTIONAL, TEST_SETUP_OPTIONAL, ~0U };
 
@@ -257,6 +258,7 @@ int setup_nonodrop (void **state)     { return test_loop_setup (state, &test_mod
 int setup_nocoop (void **state)       { return test_loop_setup (state, &test_mode_nocoop); }
 int setup_nosqarray (void **state)    { return test_loop_setup (state, &test_mode_nosqarray); }
 int setup_nocqeskip (void **state)    { return test_loop_setup (state, &test_mode_nocqeskip); }
+int setup_nooverflowflag (void **state) { return test_loop_setup (state, &test_mode_nooverflowflag); }
 int setup_oldest (void **state)       { return test_loop_setup (state, &test_mode_oldest); }
 
 /*****************************************************************************/
