@@ -219,7 +219,7 @@ iouring_store_release (unsigned int *p, unsigned int v)
   *(volatile unsigned int *)p = v;
 }
 
-/* the kernel's sq flags; the test build hides CQ_OVERFLOW as 5.5 to 5.8 would */
+/* the kernel's sq flags; the test build hides CQ_OVERFLOW as 5.5 to 5.7 do */
 inline_size unsigned int
 iouring_sq_flags (EV_P)
 {
@@ -1033,8 +1033,9 @@ iouring_poll (EV_P_ ev_tstamp timeout)
 
   /*
    * nothing to submit, nothing to wait for, no backlog, no task work: no
-   * syscall. 5.5 to 5.8 keep a backlog but have no flag saying so (5.8
-   * added IORING_SQ_CQ_OVERFLOW); POLL_32BITS (5.9) tells us it is there.
+   * syscall. 5.5 to 5.7 keep a backlog but no flag says so (5.8 added
+   * IORING_SQ_CQ_OVERFLOW); the first feature bit after it, POLL_32BITS
+   * (5.9), tells the kernels apart, so 5.8 counts as older.
    */
   idle = timeout <= 0.
          && !iouring_sq_pending (EV_A)

@@ -112,7 +112,7 @@ extern const struct test_mode test_mode_nonodrop;  /* CQ overflow drops (< 5.5) 
 extern const struct test_mode test_mode_nocoop;    /* no COOP_TASKRUN/TASKRUN_FLAG (< 5.19) */
 extern const struct test_mode test_mode_nosqarray; /* with the SQ index array (< 6.6) */
 extern const struct test_mode test_mode_nocqeskip; /* no IOSQE_CQE_SKIP_SUCCESS (< 5.17): removals post cqes */
-extern const struct test_mode test_mode_nooverflowflag; /* a backlog but no IORING_SQ_CQ_OVERFLOW (5.5 - 5.8) */
+extern const struct test_mode test_mode_nooverflowflag; /* a backlog but no IORING_SQ_CQ_OVERFLOW (5.5 - 5.7) */
 extern const struct test_mode test_mode_oldest;    /* all of the above at once */
 
 #define TEST_MAX_FDS 64

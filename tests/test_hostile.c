@@ -595,7 +595,7 @@ struct backlog
 
 /* stop: the callbacks stop their watchers, so nothing is left to submit
    and only the backlog itself can make the backend enter the kernel: on
-   5.5 to 5.8, which have no IORING_SQ_CQ_OVERFLOW flag, an idle
+   5.5 to 5.7, which have no IORING_SQ_CQ_OVERFLOW flag, an idle
    EVRUN_NOWAIT poll must enter anyway (mode nooverflowflag) */
 static void
 backlog (struct test_ctx *ctx, int stop, int max_runs)
