@@ -316,9 +316,9 @@ iouring_cqe_reserved (EV_P_ const struct ev_io_uring_cqe *cqe)
         {
           int fd = (int)events [i].data.u32;
 
+          /* EPOLLIN and friends are POLLIN and friends on linux */
           if (anfds [fd].eflags & EV_IOURING_EPOLLED)
-            fd_event (EV_A_ fd, (events [i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP) ? EV_WRITE : 0)
-                              | (events [i].events & (EPOLLIN  | EPOLLERR | EPOLLHUP) ? EV_READ  : 0));
+            fd_event (EV_A_ fd, iouring_poll_to_ev ((int)events [i].events));
         }
     }
 }
@@ -454,7 +454,27 @@ iouring_internal_reset (EV_P)
   iouring_epfd_polled = 0;
 }
 
-/* unmaps and closes the ring; ring_fd < 0 leaves the fd alone (already closed or not ours) */
+/* the epoll set of note l): gone with the ring, or shared with the parent after fork */
+ecb_cold static void
+iouring_epoll_destroy (EV_P)
+{
+  int fd;
+
+  if (iouring_epfd < 0)
+    return;
+
+  close (iouring_epfd);
+  iouring_epfd = -1;
+
+  for (fd = 0; fd < anfdmax; ++fd)
+    anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
+}
+
+/*
+ * unmaps and closes the ring; ring_fd < 0 leaves the fd alone (already
+ * closed or not ours). the timerfd and the epoll set go with it: they are
+ * polled on this ring, and after fork they are shared with the parent.
+ */
 ecb_cold static void
 iouring_internal_destroy (EV_P_ int ring_fd)
 {
@@ -473,23 +493,12 @@ iouring_internal_destroy (EV_P_ int ring_fd)
   if (ring_fd >= 0)
     close (ring_fd);
 
+  if (iouring_tfd >= 0)
+    close (iouring_tfd);
+
+  iouring_tfd = -1;
+  iouring_epoll_destroy (EV_A);
   iouring_internal_reset (EV_A);
-}
-
-/* the epoll set of note l): gone with the ring, or shared with the parent after fork */
-ecb_cold static void
-iouring_epoll_destroy (EV_P)
-{
-  int fd;
-
-  if (iouring_epfd < 0)
-    return;
-
-  close (iouring_epfd);
-  iouring_epfd = -1;
-
-  for (fd = 0; fd < anfdmax; ++fd)
-    anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
 }
 
 /* the optional setup flags, newest first: each is dropped when the kernel says EINVAL */
@@ -664,13 +673,6 @@ iouring_switch_to_epoll (EV_P_ int ring_fd)
     fprintf (stderr, "libev: io_uring unusable (%s), switching to epoll\n", strerror (errno));
 
   iouring_internal_destroy (EV_A_ ring_fd);
-  iouring_epoll_destroy (EV_A);
-
-  if (iouring_tfd >= 0)
-    {
-      close (iouring_tfd);
-      iouring_tfd = -1;
-    }
 
   for (;;)
     {
@@ -699,7 +701,6 @@ iouring_rebuild (EV_P_ int ring_fd)
 #endif
 
   iouring_internal_destroy (EV_A_ ring_fd);
-  iouring_epoll_destroy (EV_A);
   backend_fd = -1;
 
   fd = iouring_internal_init (EV_A);
@@ -834,13 +835,6 @@ iouring_prep_poll_remove (EV_P_ struct ev_io_uring_sqe *sqe, uint64_t target)
 ecb_cold static void
 iouring_fork_rebuild (EV_P)
 {
-  /* a timerfd is shared with the parent after fork: make our own */
-  if (iouring_tfd >= 0)
-    {
-      close (iouring_tfd);
-      iouring_tfd = -1;
-    }
-
   iouring_rebuild (EV_A_ backend_fd);
 }
 
@@ -1132,12 +1126,6 @@ inline_size void
 iouring_destroy (EV_P)
 {
   iouring_internal_destroy (EV_A_ -1);
-  iouring_epoll_destroy (EV_A);
-
-  if (iouring_tfd >= 0)
-    close (iouring_tfd);
-
-  iouring_tfd = -1;
 }
 
 ecb_cold static void
