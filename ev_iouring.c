@@ -48,13 +48,19 @@
  * b) the kernel resolves sqe->fd when the sqe is submitted, not when we
  *    write it, and a pending poll holds a reference to the file: a socket
  *    closed by the user stays open (the peer sees no fin) until its poll
- *    is removed. removals therefore go out with the very next enter.
+ *    is removed (all kernels to 6.18). removals therefore go out with the
+ *    very next enter, polls left idle move to epoll (note l), ev_run
+ *    submits removals before it returns and destroy removes every poll
+ *    before it closes the ring (note m).
  * c) POLL_REMOVE matches on user_data (sqe->addr), never on the fd (6.18),
  *    so user_data carries the fd in its low and anfds [fd].egen in its
  *    high 32 bits; each removal bumps egen, stale cqes are dropped.
  * d) io_uring_enter takes a timeout only with IORING_ENTER_EXT_ARG (5.11),
  *    which answers -ETIME when it expires. older kernels wait for a
- *    timerfd that we poll on the ring, as libev 4.33 did.
+ *    timerfd that we poll on the ring, as libev 4.33 did; without a
+ *    timerfd (EMFILE) we wait in poll () on the ring fd instead. like
+ *    epoll_wait, the wait is rounded up to whole milliseconds, so timers
+ *    due within a millisecond of each other share one wakeup.
  * e) with IORING_FEAT_NODROP (5.5) the kernel keeps cqes that do not fit
  *    into the cq ring on a backlog, says so with IORING_SQ_CQ_OVERFLOW in
  *    the *sq* flags (5.8) and flushes it only on enter (GETEVENTS). the cq
@@ -64,20 +70,48 @@
  * f) io_uring_enter returns -EINTR on any signal, even with SA_RESTART.
  * g) the kernel adds POLLERR|POLLHUP (and may add POLLRDHUP|POLLNVAL) to
  *    every poll mask; like epoll we report err/hup to both directions.
- * h) after fork, the child shares the parent's ring memory (MAP_SHARED)
- *    and its fd. a child must never touch it: a MADV_WIPEONFORK page (4.14)
- *    tells us we are in a child even when ev_loop_fork was not called, and
- *    we then build a new ring.
+ * h) after fork, the child shares the parent's ring memory (MAP_SHARED),
+ *    its fd and the epoll set of note l. a child must never touch them: a
+ *    MADV_WIPEONFORK page (4.14) tells us we are in a child even when
+ *    ev_loop_fork was not called, and we then build a new ring.
  * i) requests belong to the task that submitted them: when it exits (the
  *    loop ran in a thread that is gone, or the parent of a forked child
- *    exited) its polls complete with -ECANCELED. for a live watcher that
- *    simply means: re-arm.
+ *    exited) its polls complete with -ECANCELED (6.18: only when they
+ *    fire, a few milliseconds late). for a live watcher that means: re-arm.
  * j) io_uring_setup fails with EPERM under container seccomp profiles
  *    (docker >= 25) and kernel.io_uring_disabled (6.6), ENOSYS without
- *    CONFIG_IO_URING, ENOMEM under RLIMIT_MEMLOCK (unprivileged users):
- *    we retry smaller on ENOMEM and otherwise let libev try epoll.
+ *    CONFIG_IO_URING, and ENOMEM when the ring does not fit under
+ *    RLIMIT_MEMLOCK (unprivileged users; 6.18 charges the ring's pages,
+ *    6.1 charges nothing). the kernel returns the charge only when its
+ *    ring cleanup work has run, a moment after close. so rings start
+ *    small (16 sqes, 64 cqes: two or three pages) and grow by doubling
+ *    when the loop has more polls armed than the cq holds, or more
+ *    changes per iteration than the sq holds; ENOMEM at setup is retried
+ *    smaller, then after a short sleep, before libev is told to try epoll.
  * k) a thread blocked in io_uring_enter with requests pending counts as
  *    iowait (~6.5 onwards): IORING_ENTER_NO_IOWAIT (6.15) says it should not.
+ * l) two tiers. a poll that stays armed and idle for a sweep period (0.4 s
+ *    to 0.8 s) is removed and its fd put into an epoll set, which is
+ *    itself polled on the ring, and which holds no reference to the file:
+ *    a socket closed without ev_io_stop reaches the peer as eof within
+ *    0.8 s, whatever its fd number and however many fds are armed, and an
+ *    idle loop with a thousand idle connections costs nothing per
+ *    iteration. polls that complete with nothing the watchers asked for
+ *    move there at once: POLLRDHUP wakes every poll (6.18), so an EV_WRITE
+ *    watcher on a full socket whose peer shut down its side would spin.
+ *    an epoll item is keyed by file: when its fd was closed while a dup
+ *    keeps the file alive, EPOLL_CTL_DEL fails with EBADF and the item
+ *    stays; its events then carry a stale generation, and the set is
+ *    built anew from our fds. an fd whose watchers change goes back to
+ *    the ring. re-arming a poll after its event is by fd number: when
+ *    the callback closed the fd without ev_io_stop, the new poll fails
+ *    with -EBADF and is forgotten quietly, as epoll forgets the fd.
+ * m) ev_io_stop only queues the change: 4.33's ev_run returns (ev_break,
+ *    EVRUN_ONCE) without submitting it, so a removal that releases a file
+ *    is submitted by iouring_run_exit, which our ev.c patch calls when
+ *    ev_run returns; iouring_destroy removes every armed poll before it
+ *    closes the ring, because a forked child may hold the ring fd, and
+ *    the ring, with all the files its polls hold, lives until it exits.
  * n) IORING_SETUP_DEFER_TASKRUN (6.1) is not used. it runs completion work
  *    only inside io_uring_enter, at most 20 items per pass since 6.13
  *    (IO_LOCAL_TW_DEFAULT_MAX), so a burst of a thousand ready fds takes
@@ -86,6 +120,22 @@
  *    ring to one thread (SINGLE_ISSUER, -EEXIST elsewhere). measured on
  *    6.18: the one-event pipe chain 15 % faster, a 1000-event chain 35 %
  *    slower. COOP_TASKRUN gives most of the batching without these.
+ * o) kernel refusals (an enter failing with anything but EINTR, ETIME,
+ *    EAGAIN or EBUSY, lost cqes, a ring fd closed behind our back) and
+ *    the wish for a bigger ring are only remembered where they happen;
+ *    the start of iouring_poll deals with them, as ev_linuxaio.c does:
+ *    nothing below iouring_poll replaces the ring or the backend. a new
+ *    ring, or epoll, takes over backend_fd's number (dup2), and ev_embed
+ *    (our ev.c patch) starts watching the new file behind it.
+ * p) 5.10 to 6.12 complete a POLL_ADD with the mask of the wakeup, not a
+ *    fresh look at the file: POLLOUT on a full pipe is reported after the
+ *    reader took a single byte, while poll (), epoll and write () still
+ *    say it is full (6.18 looks again). libev allows such spurious
+ *    readiness (a write then says EAGAIN), so we pass it on rather than
+ *    pay a poll () for every completion.
+ * q) io_uring_enter is not a cancellation point, epoll_wait is: a blocking
+ *    wait enables asynchronous cancellation, as libc does for its own
+ *    blocking syscalls, so pthread_cancel ends a thread idle in ev_run.
  */
 
 #include "ev_iouring_abi.h"
@@ -93,14 +143,16 @@
 #include <sys/mman.h>
 #include <sys/timerfd.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 
-/* a small sq, a much larger cq: every armed poll may complete at once, and
-   removing n polls posts n cancellations (a 4x cq made re-arming 9900
-   fds 1.5x slower, through the overflow backlog, on 6.18) */
-#define EV_IOURING_SQ_ENTRIES 1024
-#define EV_IOURING_CQ_FACTOR  16
-#define EV_IOURING_SQ_MIN     8
+/* ring size: sq entries from min to max, cq EV_IOURING_CQ_FACTOR times that (note j) */
+#define EV_IOURING_SQ_MIN    16
+#define EV_IOURING_SQ_MAX    4096
+#define EV_IOURING_CQ_FACTOR 4
+
+/* seconds an idle poll keeps its file, at least once and at most twice (note l) */
+#define EV_IOURING_SWEEP 0.4
 
 /* user_data with all ones in the fd half is ours, never an fd */
 #define IOURING_UDATA_FD_MASK  0xffffffffU
@@ -108,13 +160,20 @@
 #define IOURING_UDATA_TIMERFD  ((((uint64_t)2) << 32) | IOURING_UDATA_FD_MASK)
 #define IOURING_UDATA_EPOLL    ((((uint64_t)3) << 32) | IOURING_UDATA_FD_MASK)
 
-/* anfds [fd].eflags: the fd is in the epoll set (note l), its poll was renewed (note m) */
-#define EV_IOURING_EPOLLED 1
-#define EV_IOURING_RENEWED 2
-#define EV_IOURING_FRESH   4 /* armed since the last renewal pass: its fd was good then */
+/* anfds [fd].eflags */
+#define EV_IOURING_EPOLLED 1 /* in the epoll set, not on the ring (note l) */
+#define EV_IOURING_FRESH   2 /* its poll was armed since the last sweep */
+#define EV_IOURING_REARM   4 /* its poll re-arms it after an event: -EBADF is the user's close */
 
-/* slots of anfds looked at per iteration for a poll to renew (note m) */
-#define EV_IOURING_RENEW_SCAN 8
+/* iouring_state */
+#define EV_IOURING_TFD_POLLED  1  /* the timerfd's poll is armed */
+#define EV_IOURING_EPFD_POLLED 2  /* the epoll set's poll is armed */
+#define EV_IOURING_REAPED      4  /* cqes were reaped while the sq was flushed */
+#define EV_IOURING_GROW        8  /* the ring is too small: a bigger one at the next poll */
+#define EV_IOURING_NOGROW      16 /* no bigger ring to be had (RLIMIT_MEMLOCK) */
+#define EV_IOURING_EPOLL_STALE 32 /* the epoll set holds files that are not ours */
+#define EV_IOURING_VERBOSE     64 /* LIBEV_IOURING_VERBOSE */
+#define EV_IOURING_FD_REPLACED 128 /* a new file behind backend_fd, for ev_embed (note o) */
 
 #define EV_SQES ((struct ev_io_uring_sqe *)iouring_sqes)
 #define EV_CQES ((struct ev_io_uring_cqe *)iouring_cqes)
@@ -129,7 +188,7 @@ extern "C" {
 # endif
 unsigned int  ev_iouring_test_nofeat;      /* EV_IORING_FEAT_* hidden from us */
 unsigned int  ev_iouring_test_nosetup;     /* EV_IORING_SETUP_* refused with EINVAL */
-unsigned int  ev_iouring_test_noregister;  /* 1U << EV_IORING_REGISTER_* refused with EINVAL */
+unsigned int  ev_iouring_test_noregister;  /* unused: nothing is registered */
 int           ev_iouring_test_setup_errno; /* every io_uring_setup fails with it */
 unsigned int  ev_iouring_test_setup_max;   /* more sq entries than this: ENOMEM */
 int           ev_iouring_test_enter_errno; /* the next io_uring_enter fails with it */
@@ -168,6 +227,7 @@ evsys_io_uring_setup (unsigned int entries, struct ev_io_uring_params *params)
   return ev_syscall2 (EV_SYS_io_uring_setup, entries, params);
 }
 
+/* 4.33's ev_syscall4 passes only three arguments, so use the six-argument form */
 inline_size int
 evsys_io_uring_enter (int fd, unsigned int to_submit, unsigned int min_complete, unsigned int flags, const void *arg, size_t argsz)
 {
@@ -183,21 +243,6 @@ evsys_io_uring_enter (int fd, unsigned int to_submit, unsigned int min_complete,
 #endif
 
   return ev_syscall6 (EV_SYS_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz);
-}
-
-/* 4.33's ev_syscall4 passes only three arguments, so use the six-argument form */
-inline_size int
-evsys_io_uring_register (int fd, unsigned int opcode, void *arg, unsigned int nr_args)
-{
-#if EV_IOURING_TEST_HOOKS
-  if (opcode < 32 && ev_iouring_test_noregister & (1U << opcode))
-    {
-      errno = EINVAL;
-      return -1;
-    }
-#endif
-
-  return ev_syscall6 (EV_SYS_io_uring_register, fd, opcode, arg, nr_args, 0, 0);
 }
 
 /*****************************************************************************/
@@ -258,24 +303,6 @@ iouring_enter (EV_P_ unsigned int min_complete, unsigned int flags, const void *
   return evsys_io_uring_enter (backend_fd, to_submit, min_complete, flags | iouring_enter_flags, arg, argsz);
 }
 
-/* io_uring_enter with a relative timeout (EXT_ARG, note d) */
-inline_speed int
-iouring_enter_timeout (EV_P_ unsigned int min_complete, ev_tstamp timeout)
-{
-  struct ev_io_uring_timespec ts;
-  struct ev_io_uring_getevents_arg arg;
-
-  ts.tv_sec  = (int64_t)timeout;
-  ts.tv_nsec = (int64_t)((timeout - (ev_tstamp)ts.tv_sec) * 1e9);
-
-  arg.sigmask       = 0;
-  arg.sigmask_sz    = _NSIG / 8;
-  arg.min_wait_usec = 0;
-  arg.ts            = (uint64_t)(uintptr_t)&ts;
-
-  return iouring_enter (EV_A_ min_complete, EV_IORING_ENTER_GETEVENTS | EV_IORING_ENTER_EXT_ARG, &arg, sizeof (arg));
-}
-
 /* submit, run completion work, wait for nothing */
 inline_speed int
 iouring_enter_nowait (EV_P)
@@ -293,37 +320,49 @@ iouring_poll_to_ev (int res)
        | (res & (POLLIN  | POLLERR | POLLHUP) ? EV_READ  : 0);
 }
 
-/* a cqe for one of our own requests (removals, the timerfd) */
+/* the epoll set's poll completed: collect its events, level-triggered (note l) */
+ecb_cold static void
+iouring_epoll_reap (EV_P)
+{
+  struct epoll_event events [64];
+  int i, n;
+
+  n = epoll_wait (iouring_epfd, events, ecb_array_length (events), 0);
+
+  for (i = 0; i < n; ++i)
+    {
+      int fd = (int)(uint32_t)events [i].data.u64;
+
+      /* EPOLLIN and friends are POLLIN and friends on linux */
+      if (fd < anfdmax
+          && anfds [fd].eflags & EV_IOURING_EPOLLED
+          && (uint32_t)(events [i].data.u64 >> 32) == anfds [fd].egen)
+        fd_event (EV_A_ fd, iouring_poll_to_ev ((int)events [i].events));
+      else
+        iouring_state |= EV_IOURING_EPOLL_STALE; /* a file we no longer own */
+    }
+}
+
+/* a cqe for one of our own requests (removals, the timerfd, the epoll set) */
 ecb_cold static void
 iouring_cqe_reserved (EV_P_ const struct ev_io_uring_cqe *cqe)
 {
   /* removals answer -ENOENT or -EALREADY when the poll completed first, which is fine */
   if (cqe->user_data == IOURING_UDATA_TIMERFD)
     {
-      iouring_tfd_polled = 0;
-      iouring_tfd_to     = EV_TSTAMP_HUGE;
+      iouring_state &= ~EV_IOURING_TFD_POLLED;
+      iouring_tfd_to = EV_TSTAMP_HUGE;
     }
   else if (cqe->user_data == IOURING_UDATA_EPOLL)
     {
-      struct epoll_event events [64];
-      int i, n;
+      iouring_state &= ~EV_IOURING_EPFD_POLLED;
 
-      iouring_epfd_polled = 0;
-
-      n = epoll_wait (iouring_epfd, events, sizeof (events) / sizeof (events [0]), 0);
-
-      for (i = 0; i < n; ++i)
-        {
-          int fd = (int)events [i].data.u32;
-
-          /* EPOLLIN and friends are POLLIN and friends on linux */
-          if (anfds [fd].eflags & EV_IOURING_EPOLLED)
-            fd_event (EV_A_ fd, iouring_poll_to_ev ((int)events [i].events));
-        }
+      if (iouring_epfd >= 0)
+        iouring_epoll_reap (EV_A);
     }
 }
 
-/* a poll completed with nothing the watchers asked for (note l): epoll takes the fd */
+/* the fd joins the epoll set (note l); its ring poll is gone */
 ecb_cold static void
 iouring_epoll_add (EV_P_ int fd)
 {
@@ -334,42 +373,44 @@ iouring_epoll_add (EV_P_ int fd)
 
   ev.events   = (anfds [fd].events & EV_READ  ? (uint32_t)EPOLLIN  : 0U)
               | (anfds [fd].events & EV_WRITE ? (uint32_t)EPOLLOUT : 0U);
-  ev.data.u64 = (uint64_t)(uint32_t)fd;
+  ev.data.u64 = (uint64_t)(uint32_t)fd | ((uint64_t)anfds [fd].egen << 32);
 
-  if (iouring_epfd >= 0 && !epoll_ctl (iouring_epfd, EPOLL_CTL_ADD, fd, &ev))
+  if (iouring_epfd >= 0
+      && (!epoll_ctl (iouring_epfd, EPOLL_CTL_ADD, fd, &ev)
+          || (errno == EEXIST && !epoll_ctl (iouring_epfd, EPOLL_CTL_MOD, fd, &ev))))
     anfds [fd].eflags |= EV_IOURING_EPOLLED;
-  else
+  else if (errno != EBADF) /* EBADF: closed without ev_io_stop, and forgotten, as by epoll */
     {
-      /* no epoll for it: poll it again on the ring, and spin if we must */
+      /* no epoll for it (EPERM: a regular file): poll it on the ring again */
       anfds [fd].events = 0;
       fd_change (EV_A_ fd, EV_ANFD_REIFY);
     }
 }
 
-/* the fd's watchers changed: it goes back to the ring, which tells again if it must */
+/* the fd's watchers changed: it goes back to the ring */
 ecb_cold static void
 iouring_epoll_del (EV_P_ int fd)
 {
   struct epoll_event ev; /* pre-2.6.9 kernels want one */
 
-  epoll_ctl (iouring_epfd, EPOLL_CTL_DEL, fd, &ev);
   anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
+
+  /* EBADF: closed, but a dup may keep the item alive; its events tell (note l) */
+  epoll_ctl (iouring_epfd, EPOLL_CTL_DEL, fd, &ev);
 }
 
 /* a poll failed: the fd is bad (-EBADF) or the kernel gave up on it */
 ecb_cold static void
 iouring_cqe_error (EV_P_ int fd, int res)
 {
-  /* a renewed poll of an fd closed without ev_io_stop (note m): forget it, as epoll does */
-  if (res == -EBADF && anfds [fd].eflags & EV_IOURING_RENEWED)
-    anfds [fd].eflags &= ~EV_IOURING_RENEWED;
-  /* -ECANCELED: the submitting task exited (a thread, or a parent after fork): re-arm */
-  else if (res == -ECANCELED)
+  /* -ECANCELED: the submitting task exited (note i): re-arm */
+  if (res == -ECANCELED)
     {
       anfds [fd].events = 0;
       fd_change (EV_A_ fd, EV_ANFD_REIFY);
     }
-  else
+  /* a re-arm of an fd that its callback closed: forget it, as epoll does (note l) */
+  else if (res != -EBADF || !(anfds [fd].eflags & EV_IOURING_REARM))
     fd_kill (EV_A_ fd);
 }
 
@@ -394,14 +435,13 @@ iouring_cqe_process (EV_P_ const struct ev_io_uring_cqe *cqe)
 
   /* the poll is gone, whatever the result */
   anfds [fd].emask = 0;
+  --iouring_armed;
 
   if (ecb_expect_false (res < 0))
     {
       iouring_cqe_error (EV_A_ fd, res);
       return;
     }
-
-  anfds [fd].eflags &= ~EV_IOURING_RENEWED;
 
   if (ecb_expect_false (!(iouring_poll_to_ev (res) & anfds [fd].events)))
     {
@@ -412,7 +452,8 @@ iouring_cqe_process (EV_P_ const struct ev_io_uring_cqe *cqe)
   fd_event (EV_A_ fd, iouring_poll_to_ev (res));
 
   /* oneshot: have fd_reify arm it again */
-  anfds [fd].events = 0;
+  anfds [fd].events  = 0;
+  anfds [fd].eflags |= EV_IOURING_REARM;
   fd_change (EV_A_ fd, EV_ANFD_REIFY);
 }
 
@@ -438,284 +479,9 @@ iouring_cq_reap (EV_P)
 }
 
 /*****************************************************************************/
-/* ring setup and teardown */
+/* submission */
 
-/* sets every resource to its sentinel, so destroy works on any partial state */
-inline_size void
-iouring_internal_reset (EV_P)
-{
-  iouring_sq_ring    = (char *)MAP_FAILED;
-  iouring_cq_ring    = (char *)MAP_FAILED;
-  iouring_sqes       = MAP_FAILED;
-  iouring_fork_guard = (char *)MAP_FAILED;
-  iouring_enter_flags = 0;
-  iouring_tfd_polled = 0;
-  iouring_tfd_to     = EV_TSTAMP_HUGE;
-  iouring_epfd_polled = 0;
-}
-
-/* the epoll set of note l): gone with the ring, or shared with the parent after fork */
-ecb_cold static void
-iouring_epoll_destroy (EV_P)
-{
-  int fd;
-
-  if (iouring_epfd < 0)
-    return;
-
-  close (iouring_epfd);
-  iouring_epfd = -1;
-
-  for (fd = 0; fd < anfdmax; ++fd)
-    anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
-}
-
-/*
- * unmaps and closes the ring; ring_fd < 0 leaves the fd alone (already
- * closed or not ours). the timerfd and the epoll set go with it: they are
- * polled on this ring, and after fork they are shared with the parent.
- */
-ecb_cold static void
-iouring_internal_destroy (EV_P_ int ring_fd)
-{
-  if (iouring_sqes != MAP_FAILED)
-    munmap (iouring_sqes, iouring_sqes_size);
-
-  if (iouring_cq_ring != MAP_FAILED && iouring_cq_ring != iouring_sq_ring)
-    munmap (iouring_cq_ring, iouring_cq_ring_size);
-
-  if (iouring_sq_ring != MAP_FAILED)
-    munmap (iouring_sq_ring, iouring_sq_ring_size);
-
-  if (iouring_fork_guard != MAP_FAILED)
-    munmap (iouring_fork_guard, 4096);
-
-  if (ring_fd >= 0)
-    close (ring_fd);
-
-  if (iouring_tfd >= 0)
-    close (iouring_tfd);
-
-  iouring_tfd = -1;
-  iouring_epoll_destroy (EV_A);
-  iouring_internal_reset (EV_A);
-}
-
-/* the optional setup flags, newest first: each is dropped when the kernel says EINVAL */
-static const unsigned int iouring_setup_optional [] = {
-  EV_IORING_SETUP_NO_SQARRAY,                                    /* 6.6 */
-  EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG,   /* 5.19 */
-  EV_IORING_SETUP_SUBMIT_ALL,                                    /* 5.18 */
-  EV_IORING_SETUP_CLAMP,                                         /* 5.6 */
-  EV_IORING_SETUP_CQSIZE,                                        /* 5.5 */
-};
-
-/* returns the ring fd, or -1 with errno set */
-ecb_cold static int
-iouring_ring_create (EV_P_ struct ev_io_uring_params *params)
-{
-  unsigned int entries = iouring_entries;
-  unsigned int flags   = EV_IORING_SETUP_CQSIZE | EV_IORING_SETUP_CLAMP | EV_IORING_SETUP_SUBMIT_ALL
-                       | EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG | EV_IORING_SETUP_NO_SQARRAY;
-  unsigned int i = 0;
-
-  for (;;)
-    {
-      int fd;
-
-      memset (params, 0, sizeof (*params));
-      params->flags      = flags;
-      params->cq_entries = entries * EV_IOURING_CQ_FACTOR;
-
-      fd = evsys_io_uring_setup (entries, params);
-
-      if (fd >= 0)
-        {
-          iouring_entries = entries;
-          return fd;
-        }
-
-      if (errno == EINVAL && i < sizeof (iouring_setup_optional) / sizeof (iouring_setup_optional [0]))
-        flags &= ~iouring_setup_optional [i++]; /* an older kernel */
-      else if (errno == ENOMEM && entries > EV_IOURING_SQ_MIN)
-        entries >>= 1; /* locked memory limit */
-      else
-        return -1;
-    }
-}
-
-ecb_cold static void *
-iouring_mmap (int fd, size_t len, uint64_t off)
-{
-  return mmap (0, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
-}
-
-/* returns the ring fd, or -1 with errno set and nothing left behind */
-ecb_cold static int
-iouring_internal_init (EV_P)
-{
-  struct ev_io_uring_params params;
-  int fd;
-
-  iouring_internal_reset (EV_A);
-
-  /* see note h) */
-  iouring_fork_guard = (char *)mmap (0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (iouring_fork_guard == MAP_FAILED || madvise (iouring_fork_guard, 4096, MADV_WIPEONFORK) < 0)
-    {
-      iouring_internal_destroy (EV_A_ -1);
-      return -1;
-    }
-
-  *iouring_fork_guard = 1;
-
-  fd = iouring_ring_create (EV_A_ &params);
-  if (fd < 0)
-    {
-      iouring_internal_destroy (EV_A_ -1);
-      return -1;
-    }
-
-#if EV_IOURING_TEST_HOOKS
-  params.features &= ~ev_iouring_test_nofeat;
-#endif
-
-  iouring_features    = params.features;
-  iouring_setup_flags = params.flags;
-
-  iouring_sq_ring_size = params.sq_off.array + params.sq_entries * sizeof (unsigned int);
-  if (params.flags & EV_IORING_SETUP_NO_SQARRAY)
-    iouring_sq_ring_size = params.sq_off.array ? params.sq_off.array : params.cq_off.cqes;
-  iouring_cq_ring_size = params.cq_off.cqes + params.cq_entries * sizeof (struct ev_io_uring_cqe);
-  iouring_sqes_size    = params.sq_entries * sizeof (struct ev_io_uring_sqe);
-
-  /* 5.4: one mmap covers both rings */
-  if (iouring_features & EV_IORING_FEAT_SINGLE_MMAP)
-    {
-      if (iouring_cq_ring_size > iouring_sq_ring_size)
-        iouring_sq_ring_size = iouring_cq_ring_size;
-
-      iouring_sq_ring = (char *)iouring_mmap (fd, iouring_sq_ring_size, EV_IORING_OFF_SQ_RING);
-      iouring_cq_ring = iouring_sq_ring;
-    }
-  else
-    {
-      iouring_sq_ring = (char *)iouring_mmap (fd, iouring_sq_ring_size, EV_IORING_OFF_SQ_RING);
-      iouring_cq_ring = (char *)iouring_mmap (fd, iouring_cq_ring_size, EV_IORING_OFF_CQ_RING);
-    }
-
-  iouring_sqes = iouring_mmap (fd, iouring_sqes_size, EV_IORING_OFF_SQES);
-
-  if (iouring_sq_ring == MAP_FAILED || iouring_cq_ring == MAP_FAILED || iouring_sqes == MAP_FAILED)
-    {
-      int err = errno;
-      iouring_internal_destroy (EV_A_ fd);
-      errno = err;
-      return -1;
-    }
-
-  iouring_sq_khead     = (unsigned int *)(iouring_sq_ring + params.sq_off.head);
-  iouring_sq_ktail     = (unsigned int *)(iouring_sq_ring + params.sq_off.tail);
-  iouring_sq_kflags    = (unsigned int *)(iouring_sq_ring + params.sq_off.flags);
-  iouring_sq_mask      = *(unsigned int *)(iouring_sq_ring + params.sq_off.ring_mask);
-  iouring_sq_entries   = *(unsigned int *)(iouring_sq_ring + params.sq_off.ring_entries);
-  iouring_sq_tail      = *iouring_sq_ktail;
-
-  iouring_cq_khead     = (unsigned int *)(iouring_cq_ring + params.cq_off.head);
-  iouring_cq_ktail     = (unsigned int *)(iouring_cq_ring + params.cq_off.tail);
-  iouring_cq_koverflow = (unsigned int *)(iouring_cq_ring + params.cq_off.overflow);
-  iouring_cq_mask      = *(unsigned int *)(iouring_cq_ring + params.cq_off.ring_mask);
-  iouring_cq_entries   = *(unsigned int *)(iouring_cq_ring + params.cq_off.ring_entries);
-  iouring_cq_overflow  = *iouring_cq_koverflow;
-  iouring_cqes         = iouring_cq_ring + params.cq_off.cqes;
-
-  /* without NO_SQARRAY (6.6) the kernel reads sqe indices from an array: make it the identity, once */
-  if (!(params.flags & EV_IORING_SETUP_NO_SQARRAY))
-    {
-      unsigned int *array = (unsigned int *)(iouring_sq_ring + params.sq_off.array);
-      unsigned int i;
-
-      for (i = 0; i < iouring_sq_entries; ++i)
-        array [i] = i;
-    }
-
-  /* 6.15: waiting for readiness is not waiting for io (see note k) */
-  if (iouring_features & EV_IORING_FEAT_NO_IOWAIT)
-    iouring_enter_flags |= EV_IORING_ENTER_NO_IOWAIT;
-
-#if EV_IOURING_TEST_HOOKS
-  ev_iouring_test_setup_flags = iouring_setup_flags;
-  ev_iouring_test_features    = iouring_features;
-  ev_iouring_test_sq_entries  = iouring_sq_entries;
-  ev_iouring_test_cq_entries  = iouring_cq_entries;
-#endif
-
-  if (getenv ("LIBEV_IOURING_VERBOSE"))
-    fprintf (stderr, "libev: io_uring ring fd %d: sq %u cq %u, features 0x%x, setup flags 0x%x, using%s%s%s%s%s%s\n",
-             fd, iouring_sq_entries, iouring_cq_entries, iouring_features, iouring_setup_flags,
-             iouring_features & EV_IORING_FEAT_EXT_ARG ? " ext_arg" : " timerfd",
-             iouring_features & EV_IORING_FEAT_NODROP ? " nodrop" : "",
-             iouring_features & EV_IORING_FEAT_CQE_SKIP ? " cqe_skip" : "",
-             iouring_setup_flags & EV_IORING_SETUP_COOP_TASKRUN ? " coop_taskrun" : "",
-             iouring_setup_flags & EV_IORING_SETUP_NO_SQARRAY ? " no_sqarray" : "",
-             iouring_enter_flags & EV_IORING_ENTER_NO_IOWAIT ? " no_iowait" : "");
-
-  return fd;
-}
-
-/*****************************************************************************/
-/* fallback: new rings and the switch to epoll */
-
-ecb_cold static void
-iouring_switch_to_epoll (EV_P_ int ring_fd)
-{
-  if (getenv ("LIBEV_IOURING_VERBOSE"))
-    fprintf (stderr, "libev: io_uring unusable (%s), switching to epoll\n", strerror (errno));
-
-  iouring_internal_destroy (EV_A_ ring_fd);
-
-  for (;;)
-    {
-      backend = epoll_init (EV_A_ 0);
-
-      if (backend)
-        break;
-
-      ev_syserr ("(libev) io_uring switch to epoll");
-    }
-
-  fd_rearm_all (EV_A);
-}
-
-/*
- * a new ring replacing the old one, and every fd armed again. ring_fd is
- * the old ring's fd, closed here, or -1 when it is not ours to close.
- */
-ecb_cold static void
-iouring_rebuild (EV_P_ int ring_fd)
-{
-  int fd;
-
-#if EV_IOURING_TEST_HOOKS
-  ++ev_iouring_test_rebuilds;
-#endif
-
-  iouring_internal_destroy (EV_A_ ring_fd);
-  backend_fd = -1;
-
-  fd = iouring_internal_init (EV_A);
-
-  if (fd < 0)
-    {
-      iouring_switch_to_epoll (EV_A_ -1);
-      return;
-    }
-
-  backend_fd = fd;
-  fd_rearm_all (EV_A);
-}
-
-/* io_uring_enter failed: returns with the cq still worth reaping */
+/* io_uring_enter failed: remember what iouring_poll must repair (note o) */
 ecb_cold static void
 iouring_enter_error (EV_P)
 {
@@ -727,61 +493,59 @@ iouring_enter_error (EV_P)
       case EBUSY:  /* cq backlog full: reaping makes room, the sqes stay queued */
         break;
 
-      case EBADR: /* cqes were lost (5.19), so were polls: start over */
-        iouring_rebuild (EV_A_ backend_fd);
-        break;
-
-      case EBADF: /* the ring fd was closed behind our back, or is not ours any more */
-      case EOPNOTSUPP:
-        iouring_rebuild (EV_A_ -1);
-        break;
-
       default:
-        iouring_switch_to_epoll (EV_A_ backend_fd);
+        if (!iouring_refused)
+          iouring_refused = errno;
         break;
     }
 }
 
-/*****************************************************************************/
-/* submission */
+/* a bigger ring at the next poll, unless none is to be had (note j) */
+inline_size void
+iouring_want_grow (EV_P)
+{
+  if (!(iouring_state & EV_IOURING_NOGROW))
+    iouring_state |= EV_IOURING_GROW;
+}
 
-/* the sq is full: hand it to the kernel now, the rare case */
-ecb_noinline ecb_cold static void
+/* the sq is full: hand it to the kernel now; 0 when it will not take it */
+ecb_noinline ecb_cold static int
 iouring_sq_flush (EV_P)
 {
   int tries;
 
-  for (tries = 0; iouring_sq_pending (EV_A) >= iouring_sq_entries; ++tries)
+  /* more changes in one iteration than the sq holds: a bigger ring next time */
+  iouring_want_grow (EV_A);
+
+  for (tries = 0; !iouring_refused; ++tries)
     {
-      /* the kernel keeps refusing (EAGAIN, EBUSY): give up on it */
-      if (tries == 1000)
-        {
-          errno = EAGAIN;
-          iouring_switch_to_epoll (EV_A_ backend_fd);
-        }
-      else if (iouring_enter_nowait (EV_A) < 0)
+      if (iouring_enter_nowait (EV_A) < 0)
         iouring_enter_error (EV_A);
 
-      if (backend != EVBACKEND_IOURING)
-        return;
+      /* callbacks are now pending: iouring_poll must not block */
+      if (iouring_cq_reap (EV_A))
+        iouring_state |= EV_IOURING_REAPED;
 
-      iouring_cq_reap (EV_A);
+      if (iouring_sq_pending (EV_A) <= iouring_sq_mask)
+        return 1;
+
+      /* the kernel keeps refusing (EAGAIN, EBUSY): give up on it */
+      if (tries == 1000)
+        iouring_refused = EAGAIN;
     }
+
+  return 0;
 }
 
-/* a zeroed sqe: the kernel rejects leftover fields of reused ones */
+/* a zeroed sqe, or 0 when the kernel refused: iouring_poll then starts over (note o) */
 inline_speed struct ev_io_uring_sqe *
 iouring_sqe_get (EV_P)
 {
   struct ev_io_uring_sqe *sqe;
 
-  if (ecb_expect_false (iouring_sq_pending (EV_A) >= iouring_sq_entries))
-    {
-      iouring_sq_flush (EV_A);
-
-      if (backend != EVBACKEND_IOURING)
-        return 0;
-    }
+  if (ecb_expect_false (iouring_sq_pending (EV_A) > iouring_sq_mask))
+    if (!iouring_sq_flush (EV_A))
+      return 0;
 
   sqe = &EV_SQES [iouring_sq_tail & iouring_sq_mask];
   memset (sqe, 0, sizeof (*sqe));
@@ -831,17 +595,23 @@ iouring_prep_poll_remove (EV_P_ struct ev_io_uring_sqe *sqe, uint64_t target)
     sqe->flags = EV_IOSQE_CQE_SKIP_SUCCESS;
 }
 
-/* after fork: the child's copy of the parent's ring fd is ours to close, the parent keeps its own */
-ecb_cold static void
-iouring_fork_rebuild (EV_P)
+/* queue the removal of fd's armed poll */
+inline_speed void
+iouring_poll_remove (EV_P_ int fd)
 {
-  iouring_rebuild (EV_A_ backend_fd);
+  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
+
+  if (ecb_expect_true (sqe))
+    iouring_prep_poll_remove (EV_A_ sqe, iouring_fd_udata (EV_A_ fd));
+
+  anfds [fd].emask = 0;
+  --iouring_armed;
 }
 
 /*
- * when the ring goes away under us (fork detected, a kernel refusal), the
- * new ring or epoll gets every fd from fd_rearm_all, this one included:
- * nothing more to do here then.
+ * a forked child must not write to the ring it shares with its parent, and
+ * after a refusal the ring is replaced: either way iouring_poll arms every
+ * fd anew through fd_rearm_all, this one included.
  */
 static void
 iouring_modify (EV_P_ int fd, int oev, int nev)
@@ -851,52 +621,121 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
   (void)oev; /* anfds [fd].emask says what the kernel has */
 
   if (ecb_expect_false (iouring_forked (EV_A)))
-    {
-      iouring_fork_rebuild (EV_A);
-      return;
-    }
+    return;
 
   if (ecb_expect_false (anfds [fd].eflags & EV_IOURING_EPOLLED))
     iouring_epoll_del (EV_A_ fd);
 
-  anfds [fd].eflags &= ~EV_IOURING_RENEWED;
-
   /* an armed poll: remove it, whether the events changed or the fd was re-set (oev == nev) */
   if (anfds [fd].emask)
-    {
-      sqe = iouring_sqe_get (EV_A);
-      if (ecb_expect_false (!sqe))
-        return;
-
-      iouring_prep_poll_remove (EV_A_ sqe, iouring_fd_udata (EV_A_ fd));
-      anfds [fd].emask = 0;
-    }
+    iouring_poll_remove (EV_A_ fd);
 
   /* a new generation for every new poll: cqes of older ones are stale */
   ++anfds [fd].egen;
 
-  if (nev)
+  if (!nev)
     {
-      sqe = iouring_sqe_get (EV_A);
-      if (ecb_expect_false (!sqe))
-        return;
+      anfds [fd].eflags = 0;
+      return;
+    }
 
-      iouring_prep_poll_add (sqe, fd, iouring_poll_mask (nev), iouring_fd_udata (EV_A_ fd));
-      anfds [fd].emask   = nev;
-      anfds [fd].eflags |= EV_IOURING_FRESH;
+  sqe = iouring_sqe_get (EV_A);
+  if (ecb_expect_false (!sqe))
+    return;
+
+  iouring_prep_poll_add (sqe, fd, iouring_poll_mask (nev), iouring_fd_udata (EV_A_ fd));
+  anfds [fd].emask   = nev;
+  anfds [fd].eflags |= EV_IOURING_FRESH;
+
+  /* a ring too small for the polls armed: a bigger one at the next poll (note j) */
+  if (ecb_expect_false (++iouring_armed > (int)iouring_cq_mask + 1))
+    iouring_want_grow (EV_A);
+}
+
+/*
+ * note l): every poll armed since the last sweep is spared once; the
+ * others have been idle for a whole period and move to the epoll set.
+ */
+ecb_noinline ecb_cold static void
+iouring_sweep (EV_P)
+{
+  int fd;
+
+  iouring_sweep_at = mn_now + EV_IOURING_SWEEP;
+
+  for (fd = 0; fd < anfdmax && iouring_armed; ++fd)
+    if (anfds [fd].emask)
+      {
+        if (anfds [fd].eflags & EV_IOURING_FRESH)
+          anfds [fd].eflags &= ~EV_IOURING_FRESH;
+        else
+          {
+            iouring_poll_remove (EV_A_ fd);
+            ++anfds [fd].egen;
+            iouring_epoll_add (EV_A_ fd);
+          }
+      }
+}
+
+/* the polls of our own files, the epoll set and the timerfd (notes d and l) */
+inline_speed void
+iouring_poll_reserved (EV_P_ int fd, uint64_t user_data, int flag)
+{
+  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
+
+  if (ecb_expect_true (sqe))
+    {
+      iouring_prep_poll_add (sqe, fd, iouring_poll_mask (EV_READ), user_data);
+      iouring_state |= flag;
+    }
+}
+
+/*
+ * note m): ev_run returns; a removal still queued in fdchanges (ev_io_stop,
+ * then ev_break) keeps its file open until the loop runs again, which may
+ * be never. submit such removals now, and nothing else costs a syscall.
+ */
+ecb_cold static void
+iouring_run_exit (EV_P)
+{
+  int i;
+
+  if (backend != EVBACKEND_IOURING || iouring_forked (EV_A))
+    return;
+
+  for (i = 0; i < fdchangecnt; ++i)
+    {
+      int fd = fdchanges [i];
+
+      if (anfds [fd].emask && !anfds [fd].head)
+        {
+          fd_reify (EV_A);
+
+          if (iouring_sq_pending (EV_A) && iouring_enter_nowait (EV_A) < 0)
+            iouring_enter_error (EV_A);
+
+          return;
+        }
     }
 }
 
 /*****************************************************************************/
 /* timeouts */
 
+/* libev's time as the kernel's, rounded up to whole milliseconds like epoll's (note d) */
+inline_size ev_tstamp
+iouring_timeout_ms (ev_tstamp timeout)
+{
+  return ceil (timeout * 1e3) * 1e-3;
+}
+
 /*
  * kernels without IORING_FEAT_EXT_ARG (< 5.11): a timerfd, polled on the
  * ring. it is only set when the wanted expiry is earlier than the one it
  * has (a later wakeup is harmless, libev just loops), so most waits need
- * no extra syscall.
+ * no extra syscall. returns 0 when there is no timerfd to wake us.
  */
-ecb_cold static void
+ecb_cold static int
 iouring_tfd_update (EV_P_ ev_tstamp timeout)
 {
   ev_tstamp to = mn_now + timeout;
@@ -906,124 +745,546 @@ iouring_tfd_update (EV_P_ ev_tstamp timeout)
       iouring_tfd = timerfd_create (CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 
       if (iouring_tfd < 0)
-        return; /* we wake up early and poll again: correct, if wasteful */
+        return 0;
     }
 
-  if (!iouring_tfd_polled)
-    {
-      struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
-
-      if (!sqe)
-        return;
-
-      iouring_prep_poll_add (sqe, iouring_tfd, iouring_poll_mask (EV_READ), IOURING_UDATA_TIMERFD);
-      iouring_tfd_polled = 1;
-    }
+  if (!(iouring_state & EV_IOURING_TFD_POLLED))
+    iouring_poll_reserved (EV_A_ iouring_tfd, IOURING_UDATA_TIMERFD, EV_IOURING_TFD_POLLED);
 
   if (to < iouring_tfd_to)
     {
       struct itimerspec its;
 
       /* relative, so it does not matter which clock libev's mn_now uses; zero would disarm it */
-      its.it_value.tv_sec     = (time_t)timeout;
-      its.it_value.tv_nsec    = (long)((timeout - (ev_tstamp)its.it_value.tv_sec) * 1e9);
+      memset (&its, 0, sizeof (its));
+      EV_TS_SET (its.it_value, timeout);
       if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
-        its.it_value.tv_nsec  = 1;
-      its.it_interval.tv_sec  = 0;
-      its.it_interval.tv_nsec = 0;
+        its.it_value.tv_nsec = 1;
 
-      if (timerfd_settime (iouring_tfd, 0, &its, 0) == 0)
-        iouring_tfd_to = to;
+      if (timerfd_settime (iouring_tfd, 0, &its, 0) < 0)
+        return 0;
+
+      iouring_tfd_to = to;
     }
+
+  return iouring_state & EV_IOURING_TFD_POLLED;
 }
 
-/*
- * the one syscall of an iteration: submit and wait up to timeout for one
- * cqe more than the ignored ones we know will come (of a renewal, note m)
- */
+/* the one syscall of an iteration: submit, and wait up to timeout for a cqe */
 inline_speed int
-iouring_enter_wait (EV_P_ ev_tstamp timeout, unsigned int ignored)
+iouring_enter_wait (EV_P_ ev_tstamp timeout, int tfd)
 {
+  struct ev_io_uring_timespec ts;
+  struct ev_io_uring_getevents_arg arg;
+  struct pollfd pfd;
+  int res;
+
   if (timeout <= 0.)
     return iouring_enter_nowait (EV_A);
 
   if (ecb_expect_true (iouring_features & EV_IORING_FEAT_EXT_ARG))
-    return iouring_enter_timeout (EV_A_ 1 + ignored, timeout);
+    {
+      EV_TS_SET (ts, timeout);
 
-  iouring_tfd_update (EV_A_ timeout);
+      arg.sigmask       = 0;
+      arg.sigmask_sz    = _NSIG / 8;
+      arg.min_wait_usec = 0;
+      arg.ts            = (uint64_t)(uintptr_t)&ts;
 
-  return iouring_enter (EV_A_ 1 + ignored, EV_IORING_ENTER_GETEVENTS, 0, 0);
+      return iouring_enter (EV_A_ 1, EV_IORING_ENTER_GETEVENTS | EV_IORING_ENTER_EXT_ARG, &arg, sizeof (arg));
+    }
+
+  if (tfd)
+    return iouring_enter (EV_A_ 1, EV_IORING_ENTER_GETEVENTS, 0, 0);
+
+  /* no timerfd (EMFILE): submit, then wait in poll (), which takes a timeout (note d) */
+  res = iouring_enter_nowait (EV_A);
+  if (res < 0 || *iouring_cq_khead != iouring_load_acquire (iouring_cq_ktail))
+    return res;
+
+  pfd.fd     = backend_fd;
+  pfd.events = POLLIN;
+  return poll (&pfd, 1, (int)(timeout * 1e3));
+}
+
+/* a blocking wait, cancellable like epoll_wait (note q) */
+ecb_noinline static int
+iouring_enter_block (EV_P_ ev_tstamp timeout, int tfd)
+{
+  int res, type;
+
+  EV_RELEASE_CB;
+  pthread_setcanceltype (PTHREAD_CANCEL_ASYNCHRONOUS, &type);
+  res = iouring_enter_wait (EV_A_ timeout, tfd);
+  pthread_setcanceltype (type, &type);
+  EV_ACQUIRE_CB;
+
+  return res;
+}
+
+/*****************************************************************************/
+/* ring setup and teardown */
+
+/* sets every ring resource to its sentinel, so destroy works on any partial state */
+inline_size void
+iouring_ring_reset (EV_P)
+{
+  iouring_sq_ring     = (char *)MAP_FAILED;
+  iouring_cq_ring     = (char *)MAP_FAILED;
+  iouring_sqes        = MAP_FAILED;
+  iouring_enter_flags = 0;
+  iouring_armed       = 0;
+  iouring_state      &= EV_IOURING_VERBOSE | EV_IOURING_NOGROW | EV_IOURING_FD_REPLACED;
+  iouring_tfd_to      = EV_TSTAMP_HUGE;
+}
+
+/* the epoll set of note l): gone with the ring, or shared with the parent after fork */
+ecb_cold static void
+iouring_epoll_destroy (EV_P)
+{
+  int fd;
+
+  if (iouring_epfd < 0)
+    return;
+
+  close (iouring_epfd);
+  iouring_epfd = -1;
+
+  for (fd = 0; fd < anfdmax; ++fd)
+    anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
 }
 
 /*
- * note m): remove and re-add the next armed poll, so the kernel looks the
- * fd up again. returns the number of cqes this will post for nothing: the
- * cancelled poll's, and the removal's own without CQE_SKIP (5.17)
+ * unmaps the ring and closes ring_fd (< 0: none, or not ours to close).
+ * the timerfd and the epoll set go with it: they are polled on this ring,
+ * and after fork they are shared with the parent.
  */
-inline_speed unsigned int
-iouring_renew_step (EV_P)
+ecb_cold static void
+iouring_ring_destroy (EV_P_ int ring_fd)
 {
-  int i;
+  if (iouring_sqes != MAP_FAILED)
+    munmap (iouring_sqes, iouring_sq_mask + 1 * sizeof (struct ev_io_uring_sqe));
 
-  for (i = EV_IOURING_RENEW_SCAN; i--; )
+  if (iouring_cq_ring != MAP_FAILED && iouring_cq_ring != iouring_sq_ring)
+    munmap (iouring_cq_ring, iouring_cq_ring_size);
+
+  if (iouring_sq_ring != MAP_FAILED)
+    munmap (iouring_sq_ring, iouring_sq_ring_size);
+
+  if (ring_fd >= 0)
+    close (ring_fd);
+
+  if (iouring_tfd >= 0)
+    close (iouring_tfd);
+
+  iouring_tfd = -1;
+  iouring_epoll_destroy (EV_A);
+  iouring_ring_reset (EV_A);
+}
+
+/*
+ * note m): remove every poll of this ring before it is closed or replaced,
+ * whoever else holds its fd. the removals run inside this enter.
+ */
+ecb_cold static void
+iouring_ring_drain (EV_P)
+{
+  int fd;
+
+  if (iouring_sq_ring == MAP_FAILED || iouring_forked (EV_A))
+    return;
+
+  for (fd = 0; fd < anfdmax; ++fd)
+    if (anfds [fd].emask)
+      {
+        if (iouring_sq_pending (EV_A) > iouring_sq_mask && iouring_enter_nowait (EV_A) < 0)
+          return;
+
+        iouring_prep_poll_remove (EV_A_ &EV_SQES [iouring_sq_tail++ & iouring_sq_mask], iouring_fd_udata (EV_A_ fd));
+        anfds [fd].emask = 0;
+      }
+
+  iouring_enter_nowait (EV_A);
+}
+
+/* the optional setup flags, newest first: each is dropped when the kernel says EINVAL */
+static const unsigned int iouring_setup_optional [] = {
+  EV_IORING_SETUP_NO_SQARRAY,                                    /* 6.6 */
+  EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG,   /* 5.19 */
+  EV_IORING_SETUP_SUBMIT_ALL,                                    /* 5.18 */
+  EV_IORING_SETUP_CLAMP,                                         /* 5.6 */
+  EV_IORING_SETUP_CQSIZE,                                        /* 5.5 */
+};
+
+/*
+ * a ring of iouring_entries sqes, or fewer (down to min) when the locked
+ * memory limit says ENOMEM. returns the ring fd, or -1 with errno set.
+ */
+ecb_cold static int
+iouring_ring_setup (EV_P_ struct ev_io_uring_params *params, unsigned int min)
+{
+  unsigned int entries = iouring_entries;
+  unsigned int flags   = EV_IORING_SETUP_CQSIZE | EV_IORING_SETUP_CLAMP | EV_IORING_SETUP_SUBMIT_ALL
+                       | EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG | EV_IORING_SETUP_NO_SQARRAY;
+  unsigned int i = 0;
+
+  for (;;)
     {
-      int fd = iouring_renew_fd++;
+      int fd;
 
-      if (ecb_expect_false (fd >= anfdmax))
+      memset (params, 0, sizeof (*params));
+      params->flags      = flags;
+      params->cq_entries = entries * EV_IOURING_CQ_FACTOR;
+
+      fd = evsys_io_uring_setup (entries, params);
+
+      if (fd >= 0)
         {
-          iouring_renew_fd = 0;
-          return 0;
+          iouring_entries = entries;
+          return fd;
         }
 
-      /* a first -EBADF is the user's bad fd, and must reach the watcher */
-      if (anfds [fd].eflags & EV_IOURING_FRESH)
-        anfds [fd].eflags &= ~EV_IOURING_FRESH;
-      else if (anfds [fd].emask)
-        {
-          int events = anfds [fd].emask;
+      if (errno == EINVAL && i < ecb_array_length (iouring_setup_optional))
+        flags &= ~iouring_setup_optional [i++]; /* an older kernel */
+      else if (errno == ENOMEM && entries > min)
+        entries >>= 1; /* locked memory limit, see note j) */
+      else
+        return -1;
+    }
+}
 
-          iouring_modify (EV_A_ fd, events, events);
-          anfds [fd].eflags |= EV_IOURING_RENEWED;
-          return iouring_features & EV_IORING_FEAT_CQE_SKIP ? 1 : 2;
-        }
+ecb_cold static void *
+iouring_mmap (int fd, size_t len, uint64_t off)
+{
+  return mmap (0, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
+}
+
+/* maps the rings of fd; -1 with errno set and nothing mapped when that fails */
+ecb_cold static int
+iouring_ring_map (EV_P_ int fd, const struct ev_io_uring_params *params)
+{
+  iouring_features = params->features;
+#if EV_IOURING_TEST_HOOKS
+  iouring_features &= ~ev_iouring_test_nofeat;
+#endif
+
+  iouring_sq_ring_size = params->sq_off.array + params->sq_entries * sizeof (unsigned int);
+  if (params->flags & EV_IORING_SETUP_NO_SQARRAY)
+    iouring_sq_ring_size = params->sq_off.array ? params->sq_off.array : params->cq_off.cqes;
+  iouring_cq_ring_size = params->cq_off.cqes + params->cq_entries * sizeof (struct ev_io_uring_cqe);
+
+  /* 5.4: one mmap covers both rings */
+  if (iouring_features & EV_IORING_FEAT_SINGLE_MMAP)
+    {
+      if (iouring_cq_ring_size > iouring_sq_ring_size)
+        iouring_sq_ring_size = iouring_cq_ring_size;
+
+      iouring_sq_ring = (char *)iouring_mmap (fd, iouring_sq_ring_size, EV_IORING_OFF_SQ_RING);
+      iouring_cq_ring = iouring_sq_ring;
+    }
+  else
+    {
+      iouring_sq_ring = (char *)iouring_mmap (fd, iouring_sq_ring_size, EV_IORING_OFF_SQ_RING);
+      iouring_cq_ring = (char *)iouring_mmap (fd, iouring_cq_ring_size, EV_IORING_OFF_CQ_RING);
     }
 
+  iouring_sqes = iouring_mmap (fd, params->sq_entries * sizeof (struct ev_io_uring_sqe), EV_IORING_OFF_SQES);
+
+  if (iouring_sq_ring == MAP_FAILED || iouring_cq_ring == MAP_FAILED || iouring_sqes == MAP_FAILED)
+    {
+      int err = errno;
+      iouring_ring_destroy (EV_A_ -1);
+      errno = err;
+      return -1;
+    }
+
+  iouring_sq_khead     = (unsigned int *)(iouring_sq_ring + params->sq_off.head);
+  iouring_sq_ktail     = (unsigned int *)(iouring_sq_ring + params->sq_off.tail);
+  iouring_sq_kflags    = (unsigned int *)(iouring_sq_ring + params->sq_off.flags);
+  iouring_sq_mask      = *(unsigned int *)(iouring_sq_ring + params->sq_off.ring_mask);
+    iouring_sq_tail      = *iouring_sq_ktail;
+
+  iouring_cq_khead     = (unsigned int *)(iouring_cq_ring + params->cq_off.head);
+  iouring_cq_ktail     = (unsigned int *)(iouring_cq_ring + params->cq_off.tail);
+  iouring_cq_koverflow = (unsigned int *)(iouring_cq_ring + params->cq_off.overflow);
+  iouring_cq_mask      = *(unsigned int *)(iouring_cq_ring + params->cq_off.ring_mask);
+  iouring_cq_overflow  = *iouring_cq_koverflow;
+  iouring_cqes         = iouring_cq_ring + params->cq_off.cqes;
+
+  /* without NO_SQARRAY (6.6) the kernel reads sqe indices from an array: make it the identity, once */
+  if (!(params->flags & EV_IORING_SETUP_NO_SQARRAY))
+    {
+      unsigned int *array = (unsigned int *)(iouring_sq_ring + params->sq_off.array);
+      unsigned int i;
+
+      for (i = 0; i < params->sq_entries; ++i)
+        array [i] = i;
+    }
+
+  /* 6.15: waiting for readiness is not waiting for io (see note k) */
+  if (iouring_features & EV_IORING_FEAT_NO_IOWAIT)
+    iouring_enter_flags |= EV_IORING_ENTER_NO_IOWAIT;
+
+#if EV_IOURING_TEST_HOOKS
+  ev_iouring_test_setup_flags = params->flags;
+  ev_iouring_test_features    = iouring_features;
+  ev_iouring_test_sq_entries  = iouring_sq_mask + 1;
+  ev_iouring_test_cq_entries  = iouring_cq_mask + 1;
+#endif
+
+  if (iouring_state & EV_IOURING_VERBOSE)
+    fprintf (stderr, "libev: io_uring ring fd %d: sq %u cq %u, features 0x%x, setup flags 0x%x, using%s%s%s%s%s%s\n",
+             fd, iouring_sq_mask + 1, iouring_cq_mask + 1, iouring_features, params->flags,
+             iouring_features & EV_IORING_FEAT_EXT_ARG ? " ext_arg" : " timerfd",
+             iouring_features & EV_IORING_FEAT_NODROP ? " nodrop" : "",
+             iouring_features & EV_IORING_FEAT_CQE_SKIP ? " cqe_skip" : "",
+             params->flags & EV_IORING_SETUP_COOP_TASKRUN ? " coop_taskrun" : "",
+             params->flags & EV_IORING_SETUP_NO_SQARRAY ? " no_sqarray" : "",
+             iouring_enter_flags & EV_IORING_ENTER_NO_IOWAIT ? " no_iowait" : "");
+
   return 0;
+}
+
+/* a new ring, mapped, of at least min sqes; its fd, or -1 with errno set */
+ecb_cold static int
+iouring_ring_new (EV_P_ unsigned int min)
+{
+  struct ev_io_uring_params params;
+  int fd = iouring_ring_setup (EV_A_ &params, min);
+
+  if (fd < 0)
+    return -1;
+
+  if (iouring_ring_map (EV_A_ fd, &params) < 0)
+    {
+      int err = errno;
+      close (fd);
+      errno = err;
+      return -1;
+    }
+
+  return fd;
+}
+
+/*****************************************************************************/
+/* fallback: bigger or new rings and the switch to epoll, all at the start of iouring_poll */
+
+/* the new file behind backend_fd takes the old number, so ev_embed keeps watching it (note o) */
+ecb_cold static void
+iouring_fd_adopt (EV_P_ int fd, int old_fd)
+{
+  if (old_fd >= 0 && fd != old_fd)
+    {
+      /* dup3 wants _GNU_SOURCE, which ev.c does not define */
+      if (dup2 (fd, old_fd) >= 0)
+        {
+          fcntl (old_fd, F_SETFD, FD_CLOEXEC);
+          close (fd);
+          fd = old_fd;
+        }
+      else
+        close (old_fd);
+    }
+
+  backend_fd     = fd;
+  iouring_state |= EV_IOURING_FD_REPLACED;
+}
+
+/* EBADF, EOPNOTSUPP: the ring fd was closed behind our back, or is another file now */
+inline_size int
+iouring_fd_lost (int err)
+{
+  return err == EBADF || err == EOPNOTSUPP;
+}
+
+ecb_cold static void
+iouring_switch_to_epoll (EV_P_ int err)
+{
+  int old_fd = iouring_fd_lost (err) ? -1 : backend_fd;
+
+  if (iouring_state & EV_IOURING_VERBOSE)
+    fprintf (stderr, "libev: io_uring unusable (%s), switching to epoll\n", strerror (err));
+
+  iouring_ring_drain (EV_A);
+  iouring_ring_destroy (EV_A_ -1);
+  munmap (iouring_fork_guard, 4096);
+
+  while (!epoll_init (EV_A_ 0))
+    {
+      /* no fd left (EMFILE): the old one makes room */
+      if (old_fd < 0)
+        ev_syserr ("(libev) io_uring switch to epoll");
+
+      close (old_fd);
+      old_fd = -1;
+    }
+
+  backend = EVBACKEND_EPOLL;
+  iouring_fd_adopt (EV_A_ backend_fd, old_fd);
+  fd_rearm_all (EV_A);
+}
+
+/* twice the sqes, or more, so that the cq holds every armed poll (note j) */
+inline_size unsigned int
+iouring_entries_grown (EV_P)
+{
+  unsigned int entries = iouring_entries * 2;
+
+  while (entries < EV_IOURING_SQ_MAX && entries * EV_IOURING_CQ_FACTOR < (unsigned int)iouring_armed * 2)
+    entries *= 2;
+
+  return entries < EV_IOURING_SQ_MAX ? entries : EV_IOURING_SQ_MAX;
+}
+
+/*
+ * a bigger ring, built before the old one goes: when there is none to be
+ * had (RLIMIT_MEMLOCK), we stay with the old one, and stop asking.
+ */
+ecb_cold static int
+iouring_grow (EV_P)
+{
+  struct ev_io_uring_params params;
+  unsigned int entries = iouring_entries;
+  int fd = -1;
+
+  iouring_state &= ~EV_IOURING_GROW;
+
+  if (entries < EV_IOURING_SQ_MAX)
+    {
+      iouring_entries = iouring_entries_grown (EV_A);
+      fd = iouring_ring_setup (EV_A_ &params, iouring_entries);
+    }
+
+  if (fd < 0)
+    {
+      iouring_entries = entries;
+      iouring_state  |= EV_IOURING_NOGROW;
+      return 1;
+    }
+
+  iouring_ring_drain (EV_A);
+  iouring_ring_destroy (EV_A_ -1);
+
+  if (iouring_ring_map (EV_A_ fd, &params) < 0)
+    {
+      close (fd);
+      return 0;
+    }
+
+  iouring_fd_adopt (EV_A_ fd, backend_fd);
+  fd_rearm_all (EV_A);
+
+  return 1;
+}
+
+/*
+ * a new ring in place of the old one, every fd armed again: after fork
+ * (the old ring is the parent's: only our copy of its fd goes), when cqes
+ * were lost, when the epoll set holds files that are not ours (as
+ * ev_epoll.c starts over), when the ring fd was lost. 0: no ring to be had.
+ */
+ecb_cold static int
+iouring_rebuild (EV_P_ int err)
+{
+  int old_fd = iouring_fd_lost (err) ? -1 : backend_fd;
+  int fd;
+
+#if EV_IOURING_TEST_HOOKS
+  ++ev_iouring_test_rebuilds;
+#endif
+
+  if (iouring_state & EV_IOURING_GROW)
+    iouring_entries = iouring_entries_grown (EV_A);
+
+  iouring_ring_drain (EV_A);
+  iouring_ring_destroy (EV_A_ -1);
+  *iouring_fork_guard = 1;
+
+  fd = iouring_ring_new (EV_A_ 1);
+  if (fd < 0)
+    return 0;
+
+  iouring_fd_adopt (EV_A_ fd, old_fd);
+  fd_rearm_all (EV_A);
+
+  return 1;
+}
+
+/* note o): the refusals and wishes remembered since the last poll */
+ecb_noinline ecb_cold static void
+iouring_repair (EV_P)
+{
+  int err = iouring_refused;
+
+  iouring_refused = 0;
+  iouring_state  &= ~EV_IOURING_REAPED;
+
+  /* refused: epoll. lost cqes (EBADR), a lost ring fd, fork, a stale epoll set: a new ring */
+  if (err && err != EBADR && !iouring_fd_lost (err))
+    iouring_switch_to_epoll (EV_A_ err);
+  else if (err || iouring_forked (EV_A) || iouring_state & EV_IOURING_EPOLL_STALE
+           ? !iouring_rebuild (EV_A_ err)
+           : !iouring_grow (EV_A))
+    iouring_switch_to_epoll (EV_A_ errno);
 }
 
 /*****************************************************************************/
 /* poll, init, destroy, fork */
 
+/* note l): an idle poll holds its file for at most two sweep periods */
+inline_speed ev_tstamp
+iouring_poll_timeout (EV_P_ ev_tstamp timeout)
+{
+  if (iouring_armed)
+    {
+      if (ecb_expect_false (mn_now >= iouring_sweep_at))
+        iouring_sweep (EV_A);
+
+      if (iouring_armed && timeout > iouring_sweep_at - mn_now)
+        timeout = iouring_sweep_at - mn_now;
+    }
+
+  return timeout;
+}
+
 static void
 iouring_poll (EV_P_ ev_tstamp timeout)
 {
-  unsigned int sq_flags, ignored = 0;
-  int idle;
+  unsigned int sq_flags;
+  int tfd = 0, res;
 
-  /* the new ring, or epoll, has fds to arm first: fd_reify does that next iteration */
-  if (ecb_expect_false (iouring_forked (EV_A)))
+  /* a new ring, or epoll, with every fd armed anew, then the wait */
+  if (ecb_expect_false (iouring_forked (EV_A) || iouring_refused
+                        || iouring_state & (EV_IOURING_GROW | EV_IOURING_EPOLL_STALE)))
     {
-      iouring_fork_rebuild (EV_A);
-      return;
+      iouring_repair (EV_A);
+      fd_reify (EV_A);
+
+      if (backend != EVBACKEND_IOURING)
+        {
+          backend_poll (EV_A_ timeout);
+          return;
+        }
     }
 
-  /* the epoll set of note l) is polled like any fd, level-triggered through re-arming */
-  if (ecb_expect_false (iouring_epfd >= 0 && !iouring_epfd_polled))
-    {
-      struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
+  /* every sqe of this iteration is taken before we decide to block (note o) */
+  timeout = iouring_poll_timeout (EV_A_ timeout);
 
-      if (!sqe)
-        return;
+  if (ecb_expect_false (iouring_epfd >= 0 && !(iouring_state & EV_IOURING_EPFD_POLLED)))
+    iouring_poll_reserved (EV_A_ iouring_epfd, IOURING_UDATA_EPOLL, EV_IOURING_EPFD_POLLED);
 
-      iouring_prep_poll_add (sqe, iouring_epfd, iouring_poll_mask (EV_READ), IOURING_UDATA_EPOLL);
-      iouring_epfd_polled = 1;
-    }
+  if (ecb_expect_false (timeout > 0. && !(iouring_features & EV_IORING_FEAT_EXT_ARG)))
+    tfd = iouring_tfd_update (EV_A_ timeout);
 
-  sq_flags = iouring_sq_flags (EV_A);
+  if (ecb_expect_false (iouring_refused))
+    return;
 
   /* events already waiting, or fds to arm (fd_reify ran before us), mean no blocking */
-  if (iouring_cq_reap (EV_A) || fdchangecnt)
+  if (iouring_cq_reap (EV_A) || fdchangecnt || iouring_state & EV_IOURING_REAPED)
     timeout = 0.;
+
+  iouring_state &= ~EV_IOURING_REAPED;
+  sq_flags = iouring_sq_flags (EV_A);
 
   /*
    * nothing to submit, nothing to wait for, no backlog, no task work: no
@@ -1031,48 +1292,19 @@ iouring_poll (EV_P_ ev_tstamp timeout)
    * IORING_SQ_CQ_OVERFLOW); the first feature bit after it, POLL_32BITS
    * (5.9), tells the kernels apart, so 5.8 counts as older.
    */
-  idle = timeout <= 0.
-         && !iouring_sq_pending (EV_A)
-         && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN))
-         && (iouring_features & (EV_IORING_FEAT_POLL_32BITS | EV_IORING_FEAT_NODROP)) != EV_IORING_FEAT_NODROP;
-
-  if (++iouring_polls & 15 && idle)
-    return;
-
-  /*
-   * note m): a renewal rides on a syscall we make anyway, one in 16 idle
-   * or blocking and 64 busy polls (each costs two sqes and a cqe), and
-   * only while no completion is on its way: renewing a poll that fired
-   * but has not posted its cqe gains nothing, and once lost an event in
-   * test_embed that we could not reproduce.
-   */
-  if (!(iouring_polls & (idle || timeout > 0. ? 15 : 63))
-      && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN)))
-    {
-      ignored = iouring_renew_step (EV_A);
-
-      if (ecb_expect_false (backend != EVBACKEND_IOURING))
-        return;
-    }
-
-  if (idle && !iouring_sq_pending (EV_A))
+  if (timeout <= 0.
+      && !iouring_sq_pending (EV_A)
+      && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN))
+      && (iouring_features & (EV_IORING_FEAT_POLL_32BITS | EV_IORING_FEAT_NODROP)) != EV_IORING_FEAT_NODROP)
     return;
 
   if (timeout > 0.)
-    EV_RELEASE_CB;
+    res = iouring_enter_block (EV_A_ iouring_timeout_ms (timeout), tfd);
+  else
+    res = iouring_enter_nowait (EV_A);
 
-  if (ecb_expect_false (iouring_enter_wait (EV_A_ timeout, ignored) < 0))
-    {
-      if (timeout > 0.)
-        EV_ACQUIRE_CB;
-
-      iouring_enter_error (EV_A);
-
-      if (backend != EVBACKEND_IOURING)
-        return;
-    }
-  else if (timeout > 0.)
-    EV_ACQUIRE_CB;
+  if (ecb_expect_false (res < 0))
+    iouring_enter_error (EV_A);
 
   iouring_cq_reap (EV_A);
 
@@ -1082,13 +1314,34 @@ iouring_poll (EV_P_ ev_tstamp timeout)
       if (iouring_enter_nowait (EV_A) < 0)
         iouring_enter_error (EV_A);
 
-      if (backend == EVBACKEND_IOURING)
-        iouring_cq_reap (EV_A);
+      iouring_cq_reap (EV_A);
     }
 
   /* cqes lost without NODROP (< 5.5): their polls are lost too */
-  if (ecb_expect_false (backend == EVBACKEND_IOURING && *iouring_cq_koverflow != iouring_cq_overflow))
-    iouring_rebuild (EV_A_ backend_fd);
+  if (ecb_expect_false (*iouring_cq_koverflow != iouring_cq_overflow) && !iouring_refused)
+    iouring_refused = EBADR;
+}
+
+/* io_uring_setup may fail for a moment while closed rings give back their memory (note j) */
+ecb_cold static int
+iouring_ring_first (EV_P)
+{
+  int i, fd;
+
+  for (i = 0; ; ++i)
+    {
+      struct timespec ts;
+
+      iouring_entries = EV_IOURING_SQ_MIN;
+      fd = iouring_ring_new (EV_A_ 1);
+
+      if (fd >= 0 || errno != ENOMEM || i == 6)
+        return fd;
+
+      ts.tv_sec  = 0;
+      ts.tv_nsec = 1000000L << i; /* 1 to 32 ms, 63 ms in all */
+      nanosleep (&ts, 0);
+    }
 }
 
 inline_size int
@@ -1096,40 +1349,63 @@ iouring_init (EV_P_ int flags)
 {
   int fd;
 
-  (void)flags;
+  iouring_tfd         = -1;
+  iouring_epfd        = -1;
+  iouring_refused     = 0;
+  iouring_state       = 0;
+  iouring_sweep_at    = 0.;
+  iouring_ring_reset (EV_A);
 
-  iouring_tfd     = -1;
-  iouring_epfd    = -1;
-  iouring_renew_fd = 0;
-  iouring_polls   = 0;
-  iouring_entries = EV_IOURING_SQ_ENTRIES;
+  /* as libev reads LIBEV_FLAGS */
+  if (!(flags & EVFLAG_NOENV) && getuid () == geteuid () && getgid () == getegid ()
+      && getenv ("LIBEV_IOURING_VERBOSE"))
+    iouring_state = EV_IOURING_VERBOSE;
 
-  fd = iouring_internal_init (EV_A);
+  /* see note h) */
+  iouring_fork_guard = (char *)mmap (0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (iouring_fork_guard == MAP_FAILED || madvise (iouring_fork_guard, 4096, MADV_WIPEONFORK) < 0)
+    fd = -1;
+  else
+    {
+      *iouring_fork_guard = 1;
+      fd = iouring_ring_first (EV_A);
+    }
+
   if (fd < 0)
     {
-      if (getenv ("LIBEV_IOURING_VERBOSE"))
+      if (iouring_state & EV_IOURING_VERBOSE)
         fprintf (stderr, "libev: io_uring unavailable (%s), trying the next backend\n", strerror (errno));
+
+      if (iouring_fork_guard != MAP_FAILED)
+        munmap (iouring_fork_guard, 4096);
 
       return 0;
     }
 
   backend_fd      = fd;
-  backend_mintime = EV_TS_CONST (1e-6); /* hrtimer waits, from ext_arg and timerfd alike */
+  backend_mintime = EV_TS_CONST (1e-3); /* whole milliseconds, as epoll (note d) */
   backend_modify  = iouring_modify;
   backend_poll    = iouring_poll;
 
   return EVBACKEND_IOURING;
 }
 
-/* ev.c closed backend_fd already */
+/* called before ev.c would close backend_fd: we close it, after draining the ring (note m) */
 inline_size void
 iouring_destroy (EV_P)
 {
-  iouring_internal_destroy (EV_A_ -1);
+  iouring_ring_drain (EV_A);
+  iouring_ring_destroy (EV_A_ backend_fd);
+  munmap (iouring_fork_guard, 4096);
+  backend_fd = -1;
 }
 
+/* ev_loop_fork: a new ring, in the child (and in the parent, should it call us) */
 ecb_cold static void
 iouring_fork (EV_P)
 {
-  iouring_fork_rebuild (EV_A);
+  iouring_refused = 0;
+
+  if (!iouring_rebuild (EV_A_ 0))
+    iouring_switch_to_epoll (EV_A_ errno);
 }
