@@ -9,7 +9,10 @@
  *   every burst of sends is followed by at least one callback;
  * - ev_set_loop_release_cb with a mutex, the locking pattern libev's
  *   documentation gives ("THREAD LOCKING EXAMPLE"): another thread takes
- *   the lock while the loop waits, starts a watcher and wakes the loop.
+ *   the lock while the loop waits, starts a watcher and wakes the loop;
+ * - pthread_cancel of a thread idle in ev_run ends it (epoll_wait is a
+ *   cancellation point), within CANCEL_SECONDS; checked in a forked child,
+ *   so a thread that cannot be cancelled dies with the child.
  *
  * cmocka asserts only run in the main thread: the other threads count
  * what they saw and the main thread checks it after pthread_join.  every
@@ -20,9 +23,11 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -526,9 +531,115 @@ test_threads_release_cb (void **state)
 }
 
 /*****************************************************************************/
+/* pthread_cancel of a thread waiting in ev_run */
+
+#define CANCEL_SECONDS 2
+
+static void
+cancel_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  (void)loop;
+  (void)w;
+  (void)revents;
+}
+
+struct canceled
+{
+  struct ev_loop *loop;
+  ev_timer        tm;
+  volatile int    running;
+};
+
+static void *
+canceled_main (void *arg)
+{
+  struct canceled *c = arg;
+
+  c->running = 1;
+  ev_run (c->loop, 0); /* a 60 s timer: idle in the wait */
+  return 0;
+}
+
+/* in a forked child: exit 0 when the thread was cancelled in time */
+static void
+cancel_child (const struct test_mode *mode)
+{
+  struct canceled c;
+  struct timespec ts;
+  pthread_t th;
+  void *res = 0;
+  int err, i;
+
+  c.loop = test_loop_new (mode);
+  if (!c.loop || ev_backend (c.loop) != mode->backend)
+    _exit (2);
+
+  c.running = 0;
+  ev_timer_init (&c.tm, cancel_timer_cb, 60., 0.);
+  ev_timer_start (c.loop, &c.tm);
+
+  if (pthread_create (&th, 0, canceled_main, &c))
+    _exit (3);
+
+  /* let it reach the wait */
+  for (i = 0; i < 100 && !c.running; ++i)
+    usleep (1000);
+  usleep (100000);
+
+  if (pthread_cancel (th))
+    _exit (4);
+
+  clock_gettime (CLOCK_REALTIME, &ts);
+  ts.tv_sec += CANCEL_SECONDS;
+  err = pthread_timedjoin_np (th, &res, &ts);
+
+  if (err == ETIMEDOUT)
+    {
+      fprintf (stderr, "child: the thread waiting in ev_run (backend 0x%x) was not cancelled within %d s\n",
+               mode->backend, CANCEL_SECONDS);
+      _exit (1);
+    }
+
+  if (err || res != PTHREAD_CANCELED)
+    _exit (5);
+
+  _exit (0);
+}
+
+static void
+test_threads_cancel (void **state)
+{
+  struct test_ctx *ctx = *state;
+  pid_t pid;
+  int status;
+
+  fflush (stdout);
+  fflush (stderr);
+  pid = fork ();
+  assert_true (pid >= 0);
+
+  if (!pid)
+    {
+      signal (SIGSEGV, SIG_DFL);
+      signal (SIGABRT, SIG_DFL);
+      alarm (CANCEL_SECONDS + 8);
+      cancel_child (ctx->mode);
+    }
+
+  assert_int_equal (waitpid (pid, &status, 0), pid);
+  if (WIFSIGNALED (status))
+    fail_msg ("child killed by signal %d", WTERMSIG (status));
+  if (WEXITSTATUS (status) == 1)
+    fail_msg ("pthread_cancel did not end a thread waiting in ev_run within %d s", CANCEL_SECONDS);
+  assert_int_equal (WEXITSTATUS (status), 0);
+}
+
+/*****************************************************************************/
 
 static const struct CMUnitTest tests [] = {
   TEST_BOTH (test_threads_async),
+  TEST_BOTH (test_threads_cancel),
+  TEST_ON (test_threads_cancel, noextarg),
   TEST_BOTH (test_threads_handoff),
   TEST_BOTH (test_threads_handoff_armed),
   TEST_BOTH (test_threads_release_cb),

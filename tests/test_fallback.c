@@ -1,0 +1,593 @@
+/*
+ * test_fallback.c: the loop keeps going when the ring is full, when the
+ * kernel refuses the ring at runtime and when the timerfd cannot be had
+ * (issue 8, items 1, 2, 3 and 8):
+ *
+ * - stall: with always-ready fds filling the submission queue (1024 on the
+ *   default ring, 7 on an 8-entry one, 1024 on the timerfd path) every
+ *   EVRUN_ONCE returns at once with callbacks invoked; none waits for the
+ *   long timer that is pending;
+ * - the timerfd path (< 5.11) with a full submission queue when the kernel
+ *   refuses io_uring (EPERM, EINVAL: a seccomp filter installed after
+ *   start-up): no crash, and events keep arriving;
+ * - the timerfd path when timerfd_create fails (EMFILE at the fd limit): a
+ *   50 ms timer fires all the same;
+ * - ev_embed: an io_uring loop embedded into an epoll loop keeps delivering
+ *   every event through the outer loop after the kernel refused io_uring
+ *   (switch to epoll), after a rebuild (EBADR) and after its ring fd was
+ *   closed behind its back; ev_backend_fd keeps its number.
+ *
+ * code in a forked child reports through _exit codes; every wait is bounded.
+ */
+
+#define _GNU_SOURCE 1
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+
+/*****************************************************************************/
+/* helpers */
+
+/* in a forked child: report and leave */
+#define CHILD_CHECK(cond)                                               \
+  do {                                                                  \
+    if (!(cond))                                                        \
+      {                                                                 \
+        fprintf (stderr, "child %d: %s:%d: %s\n", (int)getpid (),       \
+                 __FILE__, __LINE__, #cond);                            \
+        _exit (1);                                                      \
+      }                                                                 \
+  } while (0)
+
+/* run fn in a forked child under an alarm of seconds; it must exit with
+   status 0.  a signal (SIGSEGV, or SIGALRM: it hung) fails the test, and
+   what says what the child was doing */
+static void
+in_child (void (*fn) (void *), void *arg, unsigned int seconds, const char *what)
+{
+  pid_t pid;
+  int status;
+
+  fflush (stdout);
+  fflush (stderr);
+  pid = fork ();
+  assert_true (pid >= 0);
+
+  if (!pid)
+    {
+      /* cmocka catches these to go on with the next test: not in a child */
+      signal (SIGSEGV, SIG_DFL);
+      signal (SIGBUS, SIG_DFL);
+      signal (SIGILL, SIG_DFL);
+      signal (SIGFPE, SIG_DFL);
+      signal (SIGABRT, SIG_DFL);
+      alarm (seconds);
+      fn (arg);
+      _exit (0);
+    }
+
+  assert_int_equal (waitpid (pid, &status, 0), pid);
+
+  if (WIFSIGNALED (status) && WTERMSIG (status) == SIGALRM)
+    fail_msg ("%s: still not done after %u s (SIGALRM)", what, seconds);
+  if (WIFSIGNALED (status))
+    fail_msg ("%s: killed by signal %d (%s)", what, WTERMSIG (status), strsignal (WTERMSIG (status)));
+  if (WEXITSTATUS (status))
+    fail_msg ("%s: exit status %d", what, WEXITSTATUS (status));
+}
+
+static double
+now (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* the soft RLIMIT_NOFILE raised to at least n (up to the hard limit):
+   0 if that is possible, else -1 */
+static int
+nofile_at_least (rlim_t n)
+{
+  struct rlimit r;
+
+  if (getrlimit (RLIMIT_NOFILE, &r))
+    return -1;
+
+  if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < n)
+    {
+      if (r.rlim_max != RLIM_INFINITY && r.rlim_max < n)
+        return -1;
+
+      r.rlim_cur = n;
+      if (setrlimit (RLIMIT_NOFILE, &r))
+        return -1;
+    }
+
+  return 0;
+}
+
+/*****************************************************************************/
+/* always-ready fds: n dups of a pipe's read end with a byte nobody reads */
+
+struct busy
+{
+  int    n;
+  int    p [2];
+  int   *fd;
+  ev_io *w;
+};
+
+static int busy_calls;
+
+static void
+busy_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  (void)loop;
+  (void)w;
+  (void)revents;
+  ++busy_calls;
+}
+
+/* 0, or -1 if any fd could not be had; not cmocka: a child may use it */
+static int
+busy_start (struct ev_loop *loop, struct busy *b, int n)
+{
+  int i;
+
+  b->n  = n;
+  b->fd = calloc (n, sizeof *b->fd);
+  b->w  = calloc (n, sizeof *b->w);
+  if (!b->fd || !b->w || pipe2 (b->p, O_NONBLOCK | O_CLOEXEC) || write (b->p [1], "x", 1) != 1)
+    return -1;
+
+  for (i = 0; i < n; ++i)
+    {
+      b->fd [i] = fcntl (b->p [0], F_DUPFD_CLOEXEC, 0);
+      if (b->fd [i] < 0)
+        return -1;
+
+      ev_io_init (&b->w [i], busy_cb, b->fd [i], EV_READ);
+      ev_io_start (loop, &b->w [i]);
+    }
+
+  return 0;
+}
+
+static void
+busy_stop (struct ev_loop *loop, struct busy *b)
+{
+  int i;
+
+  for (i = 0; i < b->n; ++i)
+    {
+      ev_io_stop (loop, &b->w [i]);
+      close (b->fd [i]);
+    }
+
+  close (b->p [0]);
+  close (b->p [1]);
+  free (b->fd);
+  free (b->w);
+}
+
+/*****************************************************************************/
+/* item 1: a stall with events pending */
+
+/* the long timer: nothing may wait for it.  libev's user would have 60 s
+   here; STALL_TIMER keeps a failing test short */
+#define STALL_TIMER 3.
+
+static int stall_timer_fired;
+
+static void
+stall_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  (void)loop;
+  (void)w;
+  (void)revents;
+  stall_timer_fired = 1;
+}
+
+/* n busy fds and one idle one (a pipe nobody writes to) on a loop of the
+   fixture's mode, its ring at most setup_max sqes (0: the default).
+   the run is long enough for any per-fd upkeep of a backend that visits
+   a few fds per iteration to come round every fd twice */
+static void
+stall (struct test_ctx *ctx, int n, unsigned int setup_max)
+{
+  struct ev_loop *loop = ctx->loop;
+  struct test_io idle;
+  struct busy b;
+  ev_timer tm;
+  double t0;
+  int q [2], i, runs, before;
+
+  if (setup_max)
+    {
+      ev_iouring_test_setup_max = setup_max;
+      loop = test_loop_new (ctx->mode);
+      assert_non_null (loop);
+      assert_int_equal (ev_backend (loop), ctx->mode->backend);
+      if (TEST_IS_IOURING (ctx))
+        assert_true (ev_iouring_test_sq_entries <= setup_max);
+    }
+
+  assert_int_equal (busy_start (loop, &b, n), 0);
+  test_pipe (ctx, q);
+  test_io_start (loop, &idle, q [0], EV_READ);
+
+  /* fds are numbered densely from 0, q [1] is the highest; libev's fd
+     table is larger (half as large again is plenty) */
+  runs = ((q [1] + 1) * 3 / 2 / 8 + 2) * 16 * 2 + 64;
+
+  stall_timer_fired = 0;
+  ev_timer_init (&tm, stall_timer_cb, STALL_TIMER, STALL_TIMER);
+  ev_timer_start (loop, &tm);
+
+  busy_calls = 0;
+  t0 = now ();
+
+  for (i = 0; i < runs; ++i)
+    {
+      before = busy_calls;
+      ev_run (loop, EVRUN_ONCE);
+
+      if (stall_timer_fired || busy_calls == before)
+        break;
+
+      /* restart the timer now and then: it must never be due */
+      if (!(i & 63))
+        ev_timer_again (loop, &tm);
+    }
+
+  print_message ("%d busy fds, 1 idle: %d iterations in %.3f s, %d callbacks\n",
+                 n, i, now () - t0, busy_calls);
+
+  ev_io_stop (loop, &idle.w);
+  ev_timer_stop (loop, &tm);
+  busy_stop (loop, &b);
+
+  if (setup_max)
+    ev_loop_destroy (loop);
+
+  if (stall_timer_fired)
+    fail_msg ("%d busy fds: iteration %d waited for the %.0f s timer with events pending",
+              n, i, STALL_TIMER);
+  if (i < runs)
+    fail_msg ("%d busy fds: iteration %d invoked no callback", n, i);
+  assert_int_equal (idle.calls, 0);
+}
+
+static void
+test_fallback_stall_1023 (void **state)
+{
+  if (nofile_at_least (1100))
+    skip (); /* RLIMIT_NOFILE's hard limit is below 1100 */
+
+  stall (*state, 1023, 0);
+}
+
+static void
+test_fallback_stall_1024 (void **state)
+{
+  if (nofile_at_least (1100))
+    skip (); /* RLIMIT_NOFILE's hard limit is below 1100 */
+
+  stall (*state, 1024, 0);
+}
+
+static void
+test_fallback_stall_small_ring (void **state)
+{
+  stall (*state, 7, 8);
+}
+
+/*****************************************************************************/
+/* item 2: on the timerfd path, the sqe for the timerfd's poll finds the
+   submission queue full, and the kernel refuses io_uring from then on */
+
+struct refusal
+{
+  const struct test_mode *mode;
+  int                     err;
+};
+
+static void
+tfd_refused_child (void *arg)
+{
+  const struct refusal *r = arg;
+  struct ev_loop *loop;
+  struct test_io t;
+  struct busy b;
+  ev_timer tm;
+  int q [2], i, before;
+
+  /* an 8-entry ring, and 8 fds to arm in the first iteration */
+  ev_iouring_test_setup_max = 8;
+  loop = test_loop_new (r->mode);
+  CHILD_CHECK (loop && ev_backend (loop) == r->mode->backend);
+  CHILD_CHECK (!busy_start (loop, &b, 8));
+
+  ev_timer_init (&tm, stall_timer_cb, 60., 0.);
+  ev_timer_start (loop, &tm);
+
+  /* a seccomp filter installed after start-up */
+  ev_iouring_test_enter_errno = r->err;
+
+  for (i = 0; i < 10; ++i)
+    {
+      before = busy_calls;
+      ev_run (loop, EVRUN_ONCE);
+      CHILD_CHECK (busy_calls > before);
+    }
+
+  if (r->mode->backend == EVBACKEND_IOURING)
+    CHILD_CHECK (!ev_iouring_test_enter_errno); /* the refusal happened */
+
+  /* and a new fd works too */
+  CHILD_CHECK (!pipe2 (q, O_NONBLOCK | O_CLOEXEC));
+  test_io_init (&t, q [0], EV_READ);
+  t.drain = 1;
+  ev_io_start (loop, &t.w);
+  ev_run (loop, EVRUN_NOWAIT);
+  CHILD_CHECK (write (q [1], "x", 1) == 1);
+  for (i = 0; i < 10 && !t.calls; ++i)
+    ev_run (loop, EVRUN_ONCE);
+  CHILD_CHECK (t.calls == 1 && t.last == EV_READ);
+}
+
+static void
+tfd_refused (struct test_ctx *ctx, int err)
+{
+  struct refusal r;
+
+  r.mode = ctx->mode;
+  r.err  = err;
+  in_child (tfd_refused_child, &r, 10, "full sq, then io_uring refused");
+}
+
+static void
+test_fallback_tfd_refused_eperm (void **state)
+{
+  tfd_refused (*state, EPERM);
+}
+
+static void
+test_fallback_tfd_refused_einval (void **state)
+{
+  tfd_refused (*state, EINVAL);
+}
+
+/*****************************************************************************/
+/* item 3: on the timerfd path, no timerfd to be had (EMFILE) */
+
+static int emfile_timer_fired;
+
+static void
+emfile_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  (void)loop;
+  (void)w;
+  (void)revents;
+  emfile_timer_fired = 1;
+}
+
+static void
+tfd_emfile_child (void *arg)
+{
+  const struct test_mode *mode = arg;
+  struct ev_loop *loop;
+  struct rlimit r;
+  ev_timer tm;
+  int fd, n = 0;
+  double t0;
+
+  loop = test_loop_new (mode);
+  CHILD_CHECK (loop && ev_backend (loop) == mode->backend);
+
+  ev_timer_init (&tm, emfile_timer_cb, 0.05, 0.);
+  ev_timer_start (loop, &tm);
+
+  /* the fd table full, before the loop ever waited */
+  fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
+  CHILD_CHECK (fd >= 0);
+  CHILD_CHECK (!getrlimit (RLIMIT_NOFILE, &r));
+  r.rlim_cur = 256;
+  CHILD_CHECK (!setrlimit (RLIMIT_NOFILE, &r));
+  while (fcntl (fd, F_DUPFD_CLOEXEC, 0) >= 0)
+    ++n;
+  CHILD_CHECK (errno == EMFILE);
+
+  t0 = now ();
+  ev_run (loop, 0);
+  CHILD_CHECK (emfile_timer_fired);
+  fprintf (stderr, "child: the 50 ms timer fired after %.3f s, the fd table full\n", now () - t0);
+  (void)n;
+}
+
+static void
+test_fallback_tfd_emfile (void **state)
+{
+  struct test_ctx *ctx = *state;
+
+  in_child (tfd_emfile_child, (void *)ctx->mode, 3, "a 50 ms timer with the fd table full");
+}
+
+/*****************************************************************************/
+/* item 8: ev_embed through a runtime switch or rebuild of the inner loop */
+
+enum { REFUSE_EPERM, REFUSE_EBADR, REFUSE_CLOSE };
+
+/* what /proc says fd is */
+static const char *
+fd_kind (int fd)
+{
+  static char link [64];
+  char path [64];
+  ssize_t n;
+
+  snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+  n = readlink (path, link, sizeof link - 1);
+  if (n < 0)
+    return "closed";
+
+  link [n] = 0;
+  return link;
+}
+
+/* what /proc says a backend fd of loop's backend is */
+static const char *
+backend_kind (struct ev_loop *loop)
+{
+  return ev_backend (loop) == EVBACKEND_IOURING ? "anon_inode:[io_uring]" : "anon_inode:[eventpoll]";
+}
+
+#define EMBED_EVENTS 3
+#define EMBED_WAIT   2.
+
+static void
+embed_refused (struct test_ctx *ctx, int how)
+{
+  static const char *const name [] = { "EPERM", "EBADR", "ring fd closed" };
+  struct ev_loop *outer, *inner = ctx->loop;
+  struct test_io r;
+  ev_embed e;
+  ev_timer guard;
+  int p [2], fd0, k, delivered = 0, hook_left;
+  const char *kind;
+
+  outer = ev_loop_new (EVBACKEND_EPOLL | EVFLAG_NOENV);
+  assert_non_null (outer);
+
+  test_pipe (ctx, p);
+  test_io_start (inner, &r, p [0], EV_READ);
+  r.drain = 1;
+  ev_embed_init (&e, 0, inner);
+  ev_embed_start (outer, &e);
+  test_run_nowait (outer, 2);
+  fd0 = e.io.fd; /* the inner loop's backend fd, as ev_embed saw it */
+  assert_string_equal (fd_kind (fd0), backend_kind (inner));
+
+  /* one event before the trouble, through the outer loop only */
+  test_put (p [1]);
+  test_guard_start (outer, &guard, EMBED_WAIT);
+  while (!r.calls && !test_guard_fired)
+    ev_run (outer, EVRUN_ONCE);
+  test_guard_stop (outer, &guard);
+  assert_int_equal (r.calls, 1);
+
+  switch (how)
+    {
+      case REFUSE_EPERM: ev_iouring_test_enter_errno = EPERM; break;
+      case REFUSE_EBADR: ev_iouring_test_enter_errno = EBADR; break;
+      default:           assert_int_equal (close (fd0), 0); break;
+    }
+
+  /* events one by one, each waited for through the outer loop */
+  for (k = 1; k <= EMBED_EVENTS; ++k)
+    {
+      test_put (p [1]);
+      test_guard_start (outer, &guard, EMBED_WAIT);
+      while (r.calls < 1 + k && !test_guard_fired)
+        ev_run (outer, EVRUN_ONCE);
+      test_guard_stop (outer, &guard);
+
+      if (r.calls < 1 + k)
+        break;
+      ++delivered;
+    }
+
+  /* diagnosis: does the inner loop have the event itself? */
+  if (delivered < EMBED_EVENTS)
+    {
+      int before = r.calls;
+
+      test_run_nowait (inner, 3);
+      print_message ("%s: run directly, the inner loop %s\n", name [how],
+                     r.calls > before ? "delivers it: only the embedding loop was not woken"
+                                      : "does not deliver it either");
+    }
+
+  hook_left = ev_iouring_test_enter_errno;
+  ev_iouring_test_enter_errno = 0;
+  kind = fd_kind (fd0);
+
+  ev_embed_stop (outer, &e);
+  ev_io_stop (inner, &r.w);
+  ev_loop_destroy (outer);
+
+  print_message ("%s: %d of %d events arrived, inner backend 0x%x, fd %d is now %s\n",
+                 name [how], delivered, EMBED_EVENTS, ev_backend (inner), fd0, kind);
+
+  if (delivered < EMBED_EVENTS)
+    fail_msg ("%s: event %d of %d never arrived through the embedding loop (%.0f s)",
+              name [how], delivered + 1, EMBED_EVENTS, EMBED_WAIT);
+
+  if (TEST_IS_IOURING (ctx) && how != REFUSE_CLOSE)
+    assert_int_equal (hook_left, 0); /* the refusal happened */
+
+  /* the number ev_embed watches is the inner loop's backend still */
+  assert_string_equal (kind, backend_kind (inner));
+}
+
+static void
+test_fallback_embed_eperm (void **state)
+{
+  embed_refused (*state, REFUSE_EPERM);
+}
+
+static void
+test_fallback_embed_ebadr (void **state)
+{
+  embed_refused (*state, REFUSE_EBADR);
+}
+
+static void
+test_fallback_embed_ring_closed (void **state)
+{
+  embed_refused (*state, REFUSE_CLOSE);
+}
+
+/*****************************************************************************/
+
+static const struct CMUnitTest tests [] = {
+  TEST_BOTH (test_fallback_embed_ebadr),
+  TEST_ON (test_fallback_embed_ebadr, noextarg),
+  TEST_BOTH (test_fallback_embed_eperm),
+  TEST_ON (test_fallback_embed_eperm, noextarg),
+  /* io_uring only: libev's epoll backend calls ev_syserr (abort) here */
+  TEST_ON (test_fallback_embed_ring_closed, iouring),
+  TEST_ON (test_fallback_embed_ring_closed, noextarg),
+  TEST_BOTH (test_fallback_stall_1023),
+  TEST_BOTH (test_fallback_stall_1024),
+  TEST_ON (test_fallback_stall_1024, noextarg),
+  TEST_BOTH (test_fallback_stall_small_ring),
+  TEST_ON (test_fallback_stall_small_ring, noextarg),
+  TEST_ON (test_fallback_tfd_emfile, noextarg),
+  TEST_ON (test_fallback_tfd_emfile, epoll),
+  TEST_ON (test_fallback_tfd_refused_einval, noextarg),
+  TEST_ON (test_fallback_tfd_refused_einval, epoll),
+  TEST_ON (test_fallback_tfd_refused_eperm, noextarg),
+  TEST_ON (test_fallback_tfd_refused_eperm, epoll),
+};
+
+int
+main (void)
+{
+  if (test_probe ())
+    return 77;
+
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}

@@ -1,0 +1,264 @@
+/*
+ * test_limits.c: io_uring for an unprivileged user with Debian's default
+ * limits (issue 8, item 10): RLIMIT_MEMLOCK 8 MiB, RLIMIT_NOFILE soft 1024.
+ *
+ * - LIMIT_LOOPS loops alive at once, each with a few io watchers armed and
+ *   one iteration run, all get io_uring;
+ * - LIMIT_CYCLES loops created and destroyed one after the other all get
+ *   io_uring (the kernel frees a ring's memory asynchronously).
+ *
+ * as root each test runs in a forked child that becomes nobody/nogroup
+ * with those limits; otherwise with the limits it has (and says so).  a
+ * kernel that charges no memlock for rings (6.1) passes trivially, and the
+ * test says that too.  the child reports through its exit status.
+ */
+
+#define _GNU_SOURCE 1
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define LIMIT_LOOPS   200
+#define LIMIT_CYCLES  10000
+#define LIMIT_MEMLOCK (8 * 1024 * 1024)
+#define LIMIT_NOFILE  1024
+
+/* in a forked child: report and leave */
+#define CHILD_CHECK(cond)                                               \
+  do {                                                                  \
+    if (!(cond))                                                        \
+      {                                                                 \
+        fprintf (stderr, "child %d: %s:%d: %s\n", (int)getpid (),       \
+                 __FILE__, __LINE__, #cond);                            \
+        _exit (1);                                                      \
+      }                                                                 \
+  } while (0)
+
+/* run fn in a forked child; it must exit with status 0 */
+static void
+in_child (void (*fn) (void *), void *arg)
+{
+  pid_t pid;
+
+  fflush (stdout);
+  fflush (stderr);
+  pid = fork ();
+  assert_true (pid >= 0);
+
+  if (!pid)
+    {
+      signal (SIGSEGV, SIG_DFL);
+      signal (SIGBUS, SIG_DFL);
+      signal (SIGABRT, SIG_DFL);
+      alarm (TEST_WATCHDOG);
+      fn (arg);
+      _exit (0);
+    }
+
+  test_child_ok (pid);
+}
+
+static int
+raw_setup (unsigned int entries)
+{
+  struct ev_io_uring_params p;
+  int fd;
+
+  memset (&p, 0, sizeof p);
+  fd = syscall (EV_SYS_io_uring_setup, entries, &p);
+  if (fd < 0)
+    return -errno;
+
+  close (fd);
+  return 0;
+}
+
+/* root: become nobody with Debian's default limits; anyone else: keep
+   what we have.  says which, and whether rings are charged to memlock */
+static void
+unprivileged (void)
+{
+  struct rlimit r;
+
+  if (!geteuid ())
+    {
+      r.rlim_cur = r.rlim_max = LIMIT_MEMLOCK;
+      CHILD_CHECK (!setrlimit (RLIMIT_MEMLOCK, &r));
+      CHILD_CHECK (!getrlimit (RLIMIT_NOFILE, &r));
+      r.rlim_cur = LIMIT_NOFILE;
+      if (r.rlim_max != RLIM_INFINITY && r.rlim_max < r.rlim_cur)
+        r.rlim_cur = r.rlim_max;
+      CHILD_CHECK (!setrlimit (RLIMIT_NOFILE, &r));
+      CHILD_CHECK (!setgroups (0, 0));
+      CHILD_CHECK (!setresgid (65534, 65534, 65534));
+      CHILD_CHECK (!setresuid (65534, 65534, 65534));
+      fprintf (stderr, "child: uid 65534, memlock %d KiB, nofile soft %d\n",
+               LIMIT_MEMLOCK / 1024, (int)r.rlim_cur);
+    }
+  else
+    {
+      struct rlimit m, n;
+
+      getrlimit (RLIMIT_MEMLOCK, &m);
+      getrlimit (RLIMIT_NOFILE, &n);
+      fprintf (stderr, "child: not root: uid %d with its own limits, memlock %ld KiB, nofile soft %ld\n",
+               (int)geteuid (), m.rlim_cur == RLIM_INFINITY ? -1L : (long)(m.rlim_cur / 1024),
+               n.rlim_cur == RLIM_INFINITY ? -1L : (long)n.rlim_cur);
+    }
+
+  /* does this kernel charge rings to RLIMIT_MEMLOCK at all? (6.18 does, 6.1 not) */
+  CHILD_CHECK (!getrlimit (RLIMIT_MEMLOCK, &r));
+  {
+    struct rlimit zero = r;
+
+    zero.rlim_cur = 0;
+    if (!setrlimit (RLIMIT_MEMLOCK, &zero))
+      {
+        if (!raw_setup (8))
+          fprintf (stderr, "child: this kernel charges no memlock for rings (or this user is exempt): "
+                           "the limit tests pass trivially\n");
+        CHILD_CHECK (!setrlimit (RLIMIT_MEMLOCK, &r));
+      }
+  }
+}
+
+/*****************************************************************************/
+/* many loops at once */
+
+#define LIMIT_WATCHERS 3
+
+static void
+many_loops_child (void *arg)
+{
+  struct ev_loop **loop;
+  ev_io (*w) [LIMIT_WATCHERS];
+  int p [2], s [2], i, k, got = 0, fallback = 0, none = 0;
+
+  (void)arg;
+  unprivileged ();
+
+  loop = calloc (LIMIT_LOOPS, sizeof *loop);
+  w    = calloc (LIMIT_LOOPS, sizeof *w);
+  CHILD_CHECK (loop && w);
+  CHILD_CHECK (!pipe2 (p, O_NONBLOCK | O_CLOEXEC));
+  CHILD_CHECK (!socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s));
+
+  for (i = 0; i < LIMIT_LOOPS; ++i)
+    {
+      /* what an unchanged program gets: io_uring, or nothing */
+      loop [i] = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+
+      if (!loop [i])
+        {
+          if (!none++)
+            fprintf (stderr, "child: loop %d: ev_loop_new failed\n", i);
+          continue;
+        }
+
+      if (ev_backend (loop [i]) != EVBACKEND_IOURING)
+        ++fallback;
+      else
+        ++got;
+
+      /* a few idle fds, armed */
+      ev_io_init (&w [i][0], 0, p [0], EV_READ);
+      ev_io_init (&w [i][1], 0, s [0], EV_READ);
+      ev_io_init (&w [i][2], 0, s [1], EV_READ);
+      for (k = 0; k < LIMIT_WATCHERS; ++k)
+        ev_io_start (loop [i], &w [i][k]);
+      ev_run (loop [i], EVRUN_NOWAIT);
+    }
+
+  fprintf (stderr, "child: %d loops: %d on io_uring, %d on something else, %d failed\n",
+           LIMIT_LOOPS, got, fallback, none);
+
+  for (i = 0; i < LIMIT_LOOPS; ++i)
+    if (loop [i])
+      {
+        for (k = 0; k < LIMIT_WATCHERS; ++k)
+          ev_io_stop (loop [i], &w [i][k]);
+        ev_loop_destroy (loop [i]);
+      }
+
+  CHILD_CHECK (got == LIMIT_LOOPS);
+  free (loop);
+  free (w);
+}
+
+static void
+test_limits_many_loops (void **state)
+{
+  (void)state;
+  in_child (many_loops_child, 0);
+}
+
+/*****************************************************************************/
+/* one loop after the other */
+
+static void
+cycles_child (void *arg)
+{
+  int i, failed = 0, first = -1;
+
+  (void)arg;
+  unprivileged ();
+
+  for (i = 0; i < LIMIT_CYCLES; ++i)
+    {
+      struct ev_loop *loop = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+
+      if (!loop || ev_backend (loop) != EVBACKEND_IOURING)
+        {
+          if (first < 0)
+            first = i;
+          ++failed;
+        }
+
+      if (loop)
+        ev_loop_destroy (loop);
+    }
+
+  if (failed)
+    fprintf (stderr, "child: %d of %d cycles got no io_uring loop, the first at cycle %d\n",
+             failed, LIMIT_CYCLES, first);
+  else
+    fprintf (stderr, "child: %d cycles, all on io_uring\n", LIMIT_CYCLES);
+
+  CHILD_CHECK (!failed);
+}
+
+static void
+test_limits_cycles (void **state)
+{
+  (void)state;
+  in_child (cycles_child, 0);
+}
+
+/*****************************************************************************/
+
+static const struct CMUnitTest tests [] = {
+  /* io_uring only: the assertion is that the loops get io_uring */
+  TEST_ON (test_limits_cycles, iouring),
+  TEST_ON (test_limits_many_loops, iouring),
+};
+
+int
+main (void)
+{
+  if (test_probe ())
+    return 77;
+
+  return cmocka_run_group_tests (tests, NULL, NULL);
+}
