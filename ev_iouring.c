@@ -1231,6 +1231,20 @@ iouring_repair (EV_P)
 /*****************************************************************************/
 /* poll, init, destroy, fork */
 
+/* a new ring (or epoll) with every fd armed anew; 1 when epoll took over this poll */
+ecb_noinline ecb_cold static int
+iouring_poll_repair (EV_P_ ev_tstamp timeout)
+{
+  iouring_repair (EV_A);
+  fd_reify (EV_A);
+
+  if (backend == EVBACKEND_IOURING)
+    return 0;
+
+  backend_poll (EV_A_ timeout);
+  return 1;
+}
+
 /* note l): an idle poll holds its file for at most two sweep periods */
 inline_speed ev_tstamp
 iouring_poll_timeout (EV_P_ ev_tstamp timeout)
@@ -1253,19 +1267,10 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   unsigned int sq_flags;
   int tfd = 0, res;
 
-  /* a new ring, or epoll, with every fd armed anew, then the wait */
   if (ecb_expect_false (iouring_forked (EV_A) || iouring_refused
-                        || iouring_state & (EV_IOURING_GROW | EV_IOURING_EPOLL_STALE)))
-    {
-      iouring_repair (EV_A);
-      fd_reify (EV_A);
-
-      if (backend != EVBACKEND_IOURING)
-        {
-          backend_poll (EV_A_ timeout);
-          return;
-        }
-    }
+                        || iouring_state & (EV_IOURING_GROW | EV_IOURING_EPOLL_STALE))
+      && iouring_poll_repair (EV_A_ timeout))
+    return;
 
   /* every sqe of this iteration is taken before we decide to block (note o) */
   timeout = iouring_poll_timeout (EV_A_ timeout);
@@ -1276,8 +1281,14 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   if (ecb_expect_false (timeout > 0. && !(iouring_features & EV_IORING_FEAT_EXT_ARG)))
     tfd = iouring_tfd_update (EV_A_ timeout);
 
+  /* taking those sqes was refused: the new ring has no reserved polls, so no waiting */
   if (ecb_expect_false (iouring_refused))
-    return;
+    {
+      if (iouring_poll_repair (EV_A_ timeout))
+        return;
+
+      timeout = 0.;
+    }
 
   /* events already waiting, or fds to arm (fd_reify ran before us), mean no blocking */
   if (iouring_cq_reap (EV_A) || fdchangecnt || iouring_state & EV_IOURING_REAPED)
@@ -1320,6 +1331,10 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   /* cqes lost without NODROP (< 5.5): their polls are lost too */
   if (ecb_expect_false (*iouring_cq_koverflow != iouring_cq_overflow) && !iouring_refused)
     iouring_refused = EBADR;
+
+  /* refused now: repaired now, so that the fds to arm tell ev_embed to run us again */
+  if (ecb_expect_false (iouring_refused))
+    iouring_repair (EV_A);
 }
 
 /* io_uring_setup may fail for a moment while closed rings give back their memory (note j) */

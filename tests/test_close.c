@@ -768,7 +768,15 @@ test_close_in_callback (void **state)
 static void
 test_close_in_callback_reuse (void **state)
 {
-  self_close (*state, 1);
+  struct test_ctx *ctx = *state;
+
+  /* a known difference (ev_iouring.c, note l): the poll after an event is
+     armed by fd number once the callback has returned, so it finds the new
+     file; epoll keeps the closed file's item, which went with the file */
+  if (TEST_IS_IOURING (ctx))
+    skip ();
+
+  self_close (ctx, 1);
 }
 
 /*****************************************************************************/
