@@ -264,16 +264,19 @@ iouring_store_release (unsigned int *p, unsigned int v)
   *(volatile unsigned int *)p = v;
 }
 
-/* the kernel's sq flags; the test build hides CQ_OVERFLOW as 5.5 to 5.7 do */
+/*
+ * the kernel's sq flags. 5.5 to 5.7 keep a cq backlog but no flag says so
+ * (5.8 added IORING_SQ_CQ_OVERFLOW); the first feature bit after it,
+ * POLL_32BITS (5.9), tells the kernels apart, so 5.8 counts as older and
+ * its flag is not trusted: such kernels always enter (iouring_poll).
+ */
 inline_size unsigned int
 iouring_sq_flags (EV_P)
 {
   unsigned int flags = iouring_load_acquire (iouring_sq_kflags);
 
-#if EV_IOURING_TEST_HOOKS
-  if (!(iouring_features & EV_IORING_FEAT_POLL_32BITS))
+  if (ecb_expect_false (!(iouring_features & EV_IORING_FEAT_POLL_32BITS)))
     flags &= ~EV_IORING_SQ_CQ_OVERFLOW;
-#endif
 
   return flags;
 }
@@ -1297,12 +1300,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   iouring_state &= ~EV_IOURING_REAPED;
   sq_flags = iouring_sq_flags (EV_A);
 
-  /*
-   * nothing to submit, nothing to wait for, no backlog, no task work: no
-   * syscall. 5.5 to 5.7 keep a backlog but no flag says so (5.8 added
-   * IORING_SQ_CQ_OVERFLOW); the first feature bit after it, POLL_32BITS
-   * (5.9), tells the kernels apart, so 5.8 counts as older.
-   */
+  /* nothing to submit, nothing to wait for, no backlog, no task work: no syscall */
   if (timeout <= 0.
       && !iouring_sq_pending (EV_A)
       && !(sq_flags & (EV_IORING_SQ_CQ_OVERFLOW | EV_IORING_SQ_TASKRUN))
