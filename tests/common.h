@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <sys/types.h>
 #include <cmocka.h>
 
@@ -187,6 +189,47 @@ void test_get (int fd);
 
 /* wait for a forked child: it must have exited, with status 0 */
 void test_child_ok (pid_t pid);
+
+/* make room for n more open fds: raise the soft RLIMIT_NOFILE towards the
+   hard one (as root, the hard one too) as far as needed.  returns 1 when
+   there is room, else 0 and the test skips, saying why */
+int test_fd_room (int n);
+
+/* the soft RLIMIT_NOFILE raised to want, or as far as the hard limit (and,
+   as root, fs.nr_open) allows; returns the soft limit then in force */
+long test_nofile_raise (long want);
+
+/*****************************************************************************/
+/* child processes: "exit 0 passed, exit 77 skipped, anything else failed"
+
+   code in a child never uses cmocka asserts (they would longjmp into the
+   child's copy of the runner): it uses TEST_CHILD_CHECK, or returns to
+   test_in_child, or calls test_child_skip */
+
+/* run fn (arg) in a forked child under the watchdog; in the parent, the
+   child's exit 0 passes, 77 skips the test (cmocka skip ()), anything else,
+   or a signal, fails it */
+void test_in_child (void (*fn) (void *arg), void *arg);
+
+/* in a child: print the reason to stderr and _exit (77) */
+void test_child_skip (const char *fmt, ...) __attribute__ ((noreturn, format (printf, 1, 2)));
+
+/* in a child: print where and what, and _exit (1) */
+#define TEST_CHILD_CHECK(cond)                                          \
+  do {                                                                  \
+    if (!(cond))                                                        \
+      {                                                                 \
+        fprintf (stderr, "child %d: %s:%d: %s\n", (int)getpid (),       \
+                 __FILE__, __LINE__, #cond);                            \
+        _exit (1);                                                      \
+      }                                                                 \
+  } while (0)
+
+/* wait for pid: 0 if it exited 0, 77 if it exited 77, else -1 (told on stderr) */
+int test_child_status (pid_t pid);
+
+/* a reason on stdout, then cmocka's skip (): for a skip decided at run time */
+#define TEST_SKIP(...) do { print_message ("skip: " __VA_ARGS__); skip (); } while (0)
 
 /*****************************************************************************/
 /* a counting io watcher */
