@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,85 @@ test_probe (void)
     }
 
   return 0;
+}
+
+/* one kind of fd pair: fds [1] full, a POLL_ADD (POLLOUT) armed on it, one
+   byte read from fds [0]: 1 if the poll completed with POLLOUT although
+   poll () and write () still say "not writable", 0 if not, -1 if the
+   measurement could not be made */
+static int
+test_probe_pollout_pair (int fds [2])
+{
+  static char buf [65536];
+  struct __kernel_timespec ts = { 0, 100 * 1000 * 1000 };
+  struct pollfd pfd = { fds [1], POLLOUT, 0 };
+  struct io_uring_cqe *cqe;
+  struct io_uring_sqe *sqe;
+  struct io_uring ring;
+  int res = -1, completed, writable;
+  size_t size;
+  char c;
+
+  /* full, down to the last byte it takes */
+  for (size = sizeof buf; size; size /= 2)
+    while (write (fds [1], buf, size) > 0)
+      ;
+
+  if (poll (&pfd, 1, 0) != 0 || io_uring_queue_init (4, &ring, 0))
+    return -1;
+
+  sqe = io_uring_get_sqe (&ring);
+  io_uring_prep_poll_add (sqe, fds [1], POLLOUT);
+  sqe->user_data = 1;
+
+  /* armed, and not complete yet */
+  if (io_uring_submit (&ring) != 1 || !io_uring_peek_cqe (&ring, &cqe))
+    goto out;
+
+  if (read (fds [0], &c, 1) != 1)
+    goto out;
+
+  completed = !io_uring_wait_cqe_timeout (&ring, &cqe, &ts)
+              && cqe->user_data == 1 && cqe->res > 0 && (cqe->res & POLLOUT);
+  writable  = poll (&pfd, 1, 0) != 0 || write (fds [1], "x", 1) >= 0;
+
+  res = completed && !writable;
+
+out:
+  io_uring_queue_exit (&ring);
+  return res;
+}
+
+unsigned int
+test_probe_pollout (void)
+{
+  int fds [2], res;
+
+  test_kernel.pollout_spurious = 0;
+
+  if (!pipe2 (fds, O_NONBLOCK | O_CLOEXEC))
+    {
+      res = test_probe_pollout_pair (fds);
+      if (res > 0)
+        test_kernel.pollout_spurious |= TEST_POLLOUT_PIPE;
+      if (res < 0)
+        fprintf (stderr, "test_probe_pollout: no measurement on a pipe\n");
+      close (fds [0]);
+      close (fds [1]);
+    }
+
+  if (!socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds))
+    {
+      res = test_probe_pollout_pair (fds);
+      if (res > 0)
+        test_kernel.pollout_spurious |= TEST_POLLOUT_SOCKET;
+      if (res < 0)
+        fprintf (stderr, "test_probe_pollout: no measurement on a socketpair\n");
+      close (fds [0]);
+      close (fds [1]);
+    }
+
+  return test_kernel.pollout_spurious;
 }
 
 /*****************************************************************************/

@@ -81,9 +81,21 @@ struct test_kernel
   unsigned int features;    /* io_uring_params.features of a plain ring */
   unsigned int setup_flags; /* EV_IORING_SETUP_* the kernel accepted (probed one by one) */
   int          ring_fds;    /* EV_IORING_REGISTER_RING_FDS works (5.18) */
+  unsigned int pollout_spurious; /* TEST_POLLOUT_*: filled by test_probe_pollout () */
 };
 
 extern struct test_kernel test_kernel;
+
+/* a POLL_ADD (POLLOUT) on a full pipe (or socket) whose reader takes one
+   byte completes with POLLOUT while poll () and write () say it is not
+   writable: the kernel trusts the wakeup's key (seen on 6.1, 5.10 and 6.12;
+   6.18 re-checks the file).  libev allows spurious readiness */
+#define TEST_POLLOUT_PIPE   1U
+#define TEST_POLLOUT_SOCKET 2U
+
+/* measure it (about 0.2 s: a wait for a completion that should not come),
+   into test_kernel.pollout_spurious; returns it */
+unsigned int test_probe_pollout (void);
 
 /* fill test_kernel; 0 when io_uring is usable, 77 when the binary must skip.
    also installs a syserr callback (a test fails instead of aborting; a
