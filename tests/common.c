@@ -442,12 +442,7 @@ test_get (int fd)
 void
 test_child_ok (pid_t pid)
 {
-  int status;
-
-  assert_int_equal (waitpid (pid, &status, 0), pid);
-  if (!WIFEXITED (status))
-    fail_msg ("child %d killed by signal %d", (int)pid, WTERMSIG (status));
-  assert_int_equal (WEXITSTATUS (status), 0);
+  assert_int_equal (test_child_status (pid), 0);
 }
 
 long
@@ -512,12 +507,18 @@ int
 test_child_status (pid_t pid)
 {
   int status;
+  pid_t got;
 
-  if (waitpid (pid, &status, 0) != pid)
+  while ((got = waitpid (pid, &status, 0)) < 0 && errno == EINTR)
+    ;
+
+  if (got < 0)
     {
       fprintf (stderr, "waitpid %d: %s\n", (int)pid, strerror (errno));
       return -1;
     }
+
+  pid = got;
 
   if (WIFSIGNALED (status))
     {

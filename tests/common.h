@@ -199,7 +199,8 @@ void test_close (struct test_ctx *ctx, int fd);
 void test_put (int fd);
 void test_get (int fd);
 
-/* wait for a forked child: it must have exited, with status 0 */
+/* wait for a forked child: it must have exited, with status 0 (a
+   child started by hand; test_in_child below forks and waits itself) */
 void test_child_ok (pid_t pid);
 
 /* make room for n more open fds: raise the soft RLIMIT_NOFILE towards the
@@ -237,7 +238,8 @@ void test_child_skip (const char *fmt, ...) __attribute__ ((noreturn, format (pr
       }                                                                 \
   } while (0)
 
-/* wait for pid: 0 if it exited 0, 77 if it exited 77, else -1 (told on stderr) */
+/* wait for pid (-1: any child): 0 if it exited 0, 77 if it exited 77,
+   else -1, with the exit status or signal told on stderr */
 int test_child_status (pid_t pid);
 
 /* a reason on stdout, then cmocka's skip (): for a skip decided at run time */

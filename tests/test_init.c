@@ -192,39 +192,31 @@ test_init_libev_flags_env (void **state)
 /* ev_default_loop (EVBACKEND_IOURING), in a child: the default loop is
    once per process */
 static void
+default_loop_child (void *arg)
+{
+  struct ev_loop *loop;
+  struct test_io r;
+  int p [2], i;
+
+  (void)arg;
+  loop = ev_default_loop (EVBACKEND_IOURING | EVFLAG_NOENV);
+  TEST_CHILD_CHECK (loop);
+  TEST_CHILD_CHECK (ev_backend (loop) == EVBACKEND_IOURING);
+  TEST_CHILD_CHECK (!pipe2 (p, O_NONBLOCK));
+
+  test_io_start (loop, &r, p [0], EV_READ);
+  TEST_CHILD_CHECK (write (p [1], "x", 1) == 1);
+  for (i = 0; i < 10 && !r.calls; ++i)
+    ev_run (loop, EVRUN_ONCE);
+
+  TEST_CHILD_CHECK (r.calls == 1);
+}
+
+static void
 test_init_default_loop (void **state)
 {
-  pid_t pid;
-
   (void)state;
-  pid = fork ();
-  assert_true (pid >= 0);
-
-  if (!pid)
-    {
-      struct ev_loop *loop;
-      struct test_io r;
-      int p [2], i;
-
-      alarm (10);
-      loop = ev_default_loop (EVBACKEND_IOURING | EVFLAG_NOENV);
-      if (!loop)
-        _exit (2);
-      if (ev_backend (loop) != EVBACKEND_IOURING)
-        _exit (3);
-      if (pipe2 (p, O_NONBLOCK))
-        _exit (4);
-
-      test_io_start (loop, &r, p [0], EV_READ);
-      if (write (p [1], "x", 1) != 1)
-        _exit (4);
-      for (i = 0; i < 10 && !r.calls; ++i)
-        ev_run (loop, EVRUN_ONCE);
-
-      _exit (r.calls == 1 ? 0 : 5);
-    }
-
-  test_child_ok (pid);
+  test_in_child (default_loop_child, 0);
 }
 
 /*****************************************************************************/
