@@ -79,6 +79,14 @@ cp "$srcdir/ev_iouring_abi.h" "$here/run-tests.sh" "$work/bin/"
 chmod 755 "$work" "$work/bin"
 chown "$user:$group" "$work/log"
 
+if ! setpriv --reuid="$user" --regid="$group" --clear-groups \
+       sh -c 'test -r "$1/bin/run-tests.sh" && test -w "$1/log"' sh "$work"
+then
+  echo "check-unprivileged: $user cannot use $work (TMPDIR=${TMPDIR:-})" >&2
+  rm -rf "$work"
+  exit 1
+fi
+
 echo "check-unprivileged: as $user:$group, memlock $memlock, nofile $nofile:$nofile_hard, in $work"
 rc=0
 (
