@@ -631,6 +631,36 @@ test_io_reset (struct ev_loop *loop, struct test_io *t, int fd, int events)
   ev_io_start (loop, &t->w);
 }
 
+int
+test_loop_works (struct ev_loop *loop)
+{
+  struct test_io t;
+  int p [2], i, ok;
+
+  if (pipe2 (p, O_NONBLOCK | O_CLOEXEC))
+    return 0;
+
+  test_io_init (&t, p [0], EV_READ);
+  t.drain = 1;
+  ev_io_start (loop, &t.w);
+  ev_run (loop, EVRUN_NOWAIT);
+
+  ok = write (p [1], "x", 1) == 1;
+
+  for (i = 0; ok && i < 100 && !t.calls; ++i)
+    ev_run (loop, EVRUN_NOWAIT);
+
+  test_run_nowait (loop, 2);
+  ok = ok && t.calls == 1 && t.last == EV_READ;
+
+  ev_io_stop (loop, &t.w);
+  ev_run (loop, EVRUN_NOWAIT);
+  close (p [0]);
+  close (p [1]);
+
+  return ok;
+}
+
 void
 test_run_nowait (struct ev_loop *loop, int n)
 {

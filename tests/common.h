@@ -279,6 +279,11 @@ extern int test_guard_fired;
 void test_guard_start (struct ev_loop *loop, ev_timer *t, ev_tstamp seconds);
 void test_guard_stop (struct ev_loop *loop, ev_timer *t);
 
+/* the loop delivers: a pipe watcher, armed while idle, is called exactly
+   once with EV_READ within 100 EVRUN_NOWAIT iterations after a write, and
+   not again once drained.  no cmocka asserts (a child may use it): 1 or 0 */
+int test_loop_works (struct ev_loop *loop);
+
 /* ev_run (EVRUN_NOWAIT) n times */
 void test_run_nowait (struct ev_loop *loop, int n);
 

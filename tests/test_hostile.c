@@ -74,35 +74,6 @@ fds_snapshot (unsigned char *set, size_t n)
   closedir (d);
 }
 
-/* a pipe watcher, written to, must be called within MAX_RUNS iterations */
-static int
-loop_works (struct ev_loop *loop)
-{
-  struct test_io t;
-  int p [2], i;
-
-  if (pipe2 (p, O_NONBLOCK | O_CLOEXEC))
-    return 0;
-
-  test_io_init (&t, p [0], EV_READ);
-  t.drain = 1;
-  ev_io_start (loop, &t.w);
-  ev_run (loop, EVRUN_NOWAIT);
-
-  if (write (p [1], "x", 1) != 1)
-    return 0;
-
-  for (i = 0; i < MAX_RUNS && !t.calls; ++i)
-    ev_run (loop, EVRUN_NOWAIT);
-
-  ev_io_stop (loop, &t.w);
-  ev_run (loop, EVRUN_NOWAIT);
-  close (p [0]);
-  close (p [1]);
-
-  return t.calls >= 1 && (t.revents & EV_READ);
-}
-
 /*****************************************************************************/
 /* io_uring unavailable: seccomp */
 
@@ -164,7 +135,7 @@ unavailable_child (void *arg)
   loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
   TEST_CHILD_CHECK (loop);
   TEST_CHILD_CHECK (ev_backend (loop) == EVBACKEND_EPOLL);
-  TEST_CHILD_CHECK (loop_works (loop));
+  TEST_CHILD_CHECK (test_loop_works (loop));
   ev_loop_destroy (loop);
   TEST_CHILD_CHECK (test_fd_count () == n0);
 
@@ -284,7 +255,7 @@ memlock_small_child (void *arg)
 
   TEST_CHILD_CHECK (ev_backend (loop) == EVBACKEND_IOURING);
   TEST_CHILD_CHECK (ev_iouring_test_sq_entries < 1024);
-  TEST_CHILD_CHECK (loop_works (loop));
+  TEST_CHILD_CHECK (test_loop_works (loop));
   ev_loop_destroy (loop);
   TEST_CHILD_CHECK (test_fd_count () == n0);
 }
@@ -328,7 +299,7 @@ test_hostile_ebadf (void **state)
   assert_false (ev_is_active (&t.w));
 
   /* and the loop is still fine */
-  assert_true (loop_works (ctx->loop));
+  assert_true (test_loop_works (ctx->loop));
 }
 
 /* reopen the pair fds [] as a new one, landing on the same numbers */
@@ -1007,7 +978,7 @@ test_hostile_rebuild_fails_fork (void **state)
 
   /* the parent's ring is untouched */
   assert_int_equal (ev_backend (ctx->loop), EVBACKEND_IOURING);
-  assert_true (loop_works (ctx->loop));
+  assert_true (test_loop_works (ctx->loop));
 }
 
 /*****************************************************************************/

@@ -101,28 +101,6 @@ ring_maps (int fd, int *cq_own)
   return n;
 }
 
-/* the loop delivers a pipe event */
-static void
-loop_works (struct ev_loop *loop)
-{
-  struct test_io r;
-  int p [2], i;
-
-  assert_int_equal (pipe2 (p, O_NONBLOCK | O_CLOEXEC), 0);
-  test_io_start (loop, &r, p [0], EV_READ);
-  test_put (p [1]);
-
-  for (i = 0; i < 10 && !r.calls; ++i)
-    ev_run (loop, EVRUN_ONCE);
-
-  ev_io_stop (loop, &r.w);
-  close (p [0]);
-  close (p [1]);
-
-  assert_int_equal (r.calls, 1);
-  assert_int_equal (r.last, EV_READ);
-}
-
 /*****************************************************************************/
 /* selection */
 
@@ -145,7 +123,7 @@ test_init_backend_selected (void **state)
       assert_int_equal (ev_iouring_test_setup_flags & ctx->mode->nosetup, 0);
     }
 
-  loop_works (ctx->loop);
+  assert_true (test_loop_works (ctx->loop));
 }
 
 /* nothing masked: the ring gets every feature the kernel offers */
@@ -178,7 +156,7 @@ test_init_libev_flags_env (void **state)
   loop = ev_loop_new (0);
   assert_non_null (loop);
   assert_int_equal (ev_backend (loop), EVBACKEND_IOURING);
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
 
   loop = ev_loop_new (EVBACKEND_EPOLL | EVFLAG_NOENV);
@@ -239,7 +217,7 @@ setup_fails (int err)
   loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
   assert_non_null (loop);
   assert_int_equal (ev_backend (loop), EVBACKEND_EPOLL);
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
   assert_int_equal (test_fd_count (), fds);
 
@@ -293,7 +271,7 @@ test_init_retry_smaller (void **state)
   assert_true (ev_iouring_test_sq_entries <= 64);
   assert_int_equal (ev_iouring_test_features & ctx->mode->nofeat, 0);
   assert_int_equal (ev_iouring_test_setup_flags & ctx->mode->nosetup, 0);
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
 
   assert_int_equal (test_fd_count (), fds);
@@ -317,7 +295,7 @@ test_init_retry_gives_up (void **state)
     {
       /* a one-entry ring is a ring: it must work */
       assert_int_equal (ev_backend (loop), EVBACKEND_IOURING);
-      loop_works (loop);
+      assert_true (test_loop_works (loop));
       ev_loop_destroy (loop);
     }
   assert_int_equal (test_fd_count (), fds);
@@ -325,7 +303,7 @@ test_init_retry_gives_up (void **state)
   loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
   assert_non_null (loop);
   assert_int_equal (ev_backend (loop), ring ? EVBACKEND_IOURING : EVBACKEND_EPOLL);
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
   assert_int_equal (test_fd_count (), fds);
 }
@@ -398,7 +376,7 @@ test_init_mmaps (void **state)
   assert_int_equal (n, single ? 2 : 3);
   assert_int_equal (cq_own, !single);
 
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
 }
 
