@@ -36,9 +36,11 @@ memlock=${UNPRIV_MEMLOCK:-8388608}
 nofile=${UNPRIV_NOFILE:-1024}
 nofile_hard=${UNPRIV_NOFILE_HARD:-1048576}
 
+# soft and hard limits of this shell, as "memlock S:H, nofile S:H"
 limits ()
 {
-  echo "memlock $(ulimit -l) KiB, nofile soft $(ulimit -Sn) hard $(ulimit -Hn)"
+  prlimit --pid $$ --noheadings --raw --output RESOURCE,SOFT,HARD --memlock --nofile \
+    | awk '{ printf "%s%s %s:%s", (NR > 1 ? ", " : ""), tolower ($1), $2, $3 }'
 }
 
 if [ "$(id -u)" != 0 ]
@@ -57,8 +59,8 @@ fi
 # container may lack it, then the current hard limit stays
 if ! prlimit --nofile="$nofile:$nofile_hard" true 2>/dev/null
 then
-  echo "check-unprivileged: cannot raise the nofile hard limit to $nofile_hard, keeping $(ulimit -Hn)"
-  nofile_hard=$(ulimit -Hn)
+  nofile_hard=$(prlimit --pid $$ --noheadings --raw --output HARD --nofile)
+  echo "check-unprivileged: cannot raise the nofile hard limit to ${UNPRIV_NOFILE_HARD:-1048576}, keeping $nofile_hard"
 fi
 if ! prlimit --memlock="$memlock:$memlock" true 2>/dev/null
 then
@@ -79,6 +81,7 @@ cp "$srcdir/ev_iouring_abi.h" "$here/run-tests.sh" "$work/bin/"
 chmod 755 "$work" "$work/bin"
 chown "$user:$group" "$work/log"
 
+# shellcheck disable=SC2016 # $1 is for the inner shell
 if ! setpriv --reuid="$user" --regid="$group" --clear-groups \
        sh -c 'test -r "$1/bin/run-tests.sh" && test -w "$1/log"' sh "$work"
 then
