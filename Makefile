@@ -2,6 +2,8 @@
 #
 #   make                 library, headers, libev.pc, test binaries; runs the demo
 #   make check           runs the cmocka tests (exit 77 = SKIP)
+#   make check-unprivileged  the same as nobody with Debian's default limits
+#                        (memlock 8 MiB, nofile 1024), when run as root
 #   make ci              check-patches check-warnings check-symbols check
 #                        check-asan check-valgrind
 #   make install         PREFIX=/usr/local DESTDIR=
@@ -29,6 +31,8 @@ PKG_CONFIG ?= pkg-config
 CLANG      ?= clang
 VALGRIND   ?= valgrind
 TEST_TIMEOUT ?= 600
+UNPRIV_USER  ?= nobody
+UNPRIV_GROUP ?= nogroup
 
 # project flags; the user's CPPFLAGS/CFLAGS come last, so they win
 EV_OPT       = -g -O2
@@ -72,7 +76,7 @@ Q = $(if $(filter 1,$(V)),,@)
 DEPS = PKG_CONFIG='$(PKG_CONFIG)' sh $(srcdir)/tools/deps.sh
 
 .PHONY: all lib demo tests check check-asan check-valgrind check-warnings \
-        check-patches check-symbols check-programs check-embed ci check-all \
+        check-patches check-symbols check-programs check-embed check-unprivileged ci check-all \
         bench bench-plot bench-features install uninstall clean
 
 all: lib tests demo
@@ -206,6 +210,13 @@ RUN_TESTS = TEST_TIMEOUT='$(TEST_TIMEOUT)' sh $(srcdir)/tools/run-tests.sh
 
 check: tests
 	$(Q)$(RUN_TESTS) $(B)/test $(TESTS_BUILT)
+
+# as root: as $(UNPRIV_USER) with memlock 8 MiB and nofile 1024, from a copy
+# in a fresh temporary directory; otherwise as this user, with its limits
+check-unprivileged: tests
+	$(Q)$(DEPS) setpriv prlimit
+	$(Q)UNPRIV_USER='$(UNPRIV_USER)' UNPRIV_GROUP='$(UNPRIV_GROUP)' TEST_TIMEOUT='$(TEST_TIMEOUT)' \
+	  sh $(srcdir)/tools/run-unprivileged.sh $(B)/test $(TESTS_BUILT)
 
 check-asan: $(B)/test-asan/libev-test.a $(TESTS_BUILT:%=$(B)/test-asan/test_%)
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -44,6 +44,8 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <sys/types.h>
 #include <cmocka.h>
 
@@ -79,9 +81,21 @@ struct test_kernel
   unsigned int features;    /* io_uring_params.features of a plain ring */
   unsigned int setup_flags; /* EV_IORING_SETUP_* the kernel accepted (probed one by one) */
   int          ring_fds;    /* EV_IORING_REGISTER_RING_FDS works (5.18) */
+  unsigned int pollout_spurious; /* TEST_POLLOUT_*: filled by test_probe_pollout () */
 };
 
 extern struct test_kernel test_kernel;
+
+/* a POLL_ADD (POLLOUT) on a full pipe (or socket) whose reader takes one
+   byte completes with POLLOUT while poll () and write () say it is not
+   writable: the kernel trusts the wakeup's key (seen on 6.1, 5.10 and 6.12;
+   6.18 re-checks the file).  libev allows spurious readiness */
+#define TEST_POLLOUT_PIPE   1U
+#define TEST_POLLOUT_SOCKET 2U
+
+/* measure it (about 0.2 s: a wait for a completion that should not come),
+   into test_kernel.pollout_spurious; returns it */
+unsigned int test_probe_pollout (void);
 
 /* fill test_kernel; 0 when io_uring is usable, 77 when the binary must skip.
    also installs a syserr callback (a test fails instead of aborting; a
@@ -185,8 +199,51 @@ void test_close (struct test_ctx *ctx, int fd);
 void test_put (int fd);
 void test_get (int fd);
 
-/* wait for a forked child: it must have exited, with status 0 */
+/* wait for a forked child: it must have exited, with status 0 (a
+   child started by hand; test_in_child below forks and waits itself) */
 void test_child_ok (pid_t pid);
+
+/* make room for n more open fds: raise the soft RLIMIT_NOFILE towards the
+   hard one (as root, the hard one too) as far as needed.  returns 1 when
+   there is room, else 0 and the test skips, saying why */
+int test_fd_room (int n);
+
+/* the soft RLIMIT_NOFILE raised to want, or as far as the hard limit (and,
+   as root, fs.nr_open) allows; returns the soft limit then in force */
+long test_nofile_raise (long want);
+
+/*****************************************************************************/
+/* child processes: "exit 0 passed, exit 77 skipped, anything else failed"
+
+   code in a child never uses cmocka asserts (they would longjmp into the
+   child's copy of the runner): it uses TEST_CHILD_CHECK, or returns to
+   test_in_child, or calls test_child_skip */
+
+/* run fn (arg) in a forked child under the watchdog; in the parent, the
+   child's exit 0 passes, 77 skips the test (cmocka skip ()), anything else,
+   or a signal, fails it */
+void test_in_child (void (*fn) (void *arg), void *arg);
+
+/* in a child: print the reason to stderr and _exit (77) */
+void test_child_skip (const char *fmt, ...) __attribute__ ((noreturn, format (printf, 1, 2)));
+
+/* in a child: print where and what, and _exit (1) */
+#define TEST_CHILD_CHECK(cond)                                          \
+  do {                                                                  \
+    if (!(cond))                                                        \
+      {                                                                 \
+        fprintf (stderr, "child %d: %s:%d: %s\n", (int)getpid (),       \
+                 __FILE__, __LINE__, #cond);                            \
+        _exit (1);                                                      \
+      }                                                                 \
+  } while (0)
+
+/* wait for pid (-1: any child): 0 if it exited 0, 77 if it exited 77,
+   else -1, with the exit status or signal told on stderr */
+int test_child_status (pid_t pid);
+
+/* a reason on stdout, then cmocka's skip (): for a skip decided at run time */
+#define TEST_SKIP(...) do { print_message ("skip: " __VA_ARGS__); skip (); } while (0)
 
 /*****************************************************************************/
 /* a counting io watcher */
@@ -221,6 +278,11 @@ extern int test_guard_fired;
 
 void test_guard_start (struct ev_loop *loop, ev_timer *t, ev_tstamp seconds);
 void test_guard_stop (struct ev_loop *loop, ev_timer *t);
+
+/* the loop delivers: a pipe watcher, armed while idle, is called exactly
+   once with EV_READ within 100 EVRUN_NOWAIT iterations after a write, and
+   not again once drained.  no cmocka asserts (a child may use it): 1 or 0 */
+int test_loop_works (struct ev_loop *loop);
 
 /* ev_run (EVRUN_NOWAIT) n times */
 void test_run_nowait (struct ev_loop *loop, int n);

@@ -4,9 +4,8 @@
  * (libev 4.33 aborted there with "IORING_OP_POLL_ADD: Operation canceled");
  * the parent's loop after the child ran and exited.
  *
- * children never use cmocka asserts: child_check returns an exit code,
- * the parent asserts on it (0 ok, 2 no callback, 3 no ring rebuild,
- * 4 write failed, 5 parent never exited, 98 libev syserr, signal: abort).
+ * children never use cmocka asserts: they run under test_in_child or
+ * report through TEST_CHILD_CHECK and their exit status (common.h).
  */
 
 #define _GNU_SOURCE 1
@@ -15,53 +14,45 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common.h"
 
 /* what a child checks: its loop delivers an event on a pipe it writes */
-static int
+static void
 child_check (struct test_ctx *ctx, struct test_io *r, int wfd, int loop_fork)
 {
   unsigned long rebuilds = ev_iouring_test_rebuilds;
   int i;
 
-  alarm (10);
-
   if (loop_fork)
     ev_loop_fork (ctx->loop);
 
   r->calls = 0;
-  if (write (wfd, "x", 1) != 1)
-    return 4;
+  TEST_CHILD_CHECK (write (wfd, "x", 1) == 1);
 
   for (i = 0; i < 100 && !r->calls; ++i)
     ev_run (ctx->loop, EVRUN_ONCE);
 
-  if (r->calls != 1 || r->last != EV_READ)
-    return 2;
+  TEST_CHILD_CHECK (r->calls == 1 && r->last == EV_READ);
 
   /* without ev_loop_fork our backend must notice the fork by itself */
-  if (!loop_fork && TEST_IS_IOURING (ctx) && ev_iouring_test_rebuilds == rebuilds)
-    return 3;
-
-  return 0;
+  TEST_CHILD_CHECK (loop_fork || !TEST_IS_IOURING (ctx) || ev_iouring_test_rebuilds != rebuilds);
 }
 
-/* exit code of pid, or 128 + signal */
-static int
-child_wait (pid_t pid)
+struct child_args
 {
-  int status;
+  struct test_ctx *ctx;
+  struct test_io  *r;
+  int              wfd, loop_fork;
+};
 
-  while (waitpid (pid, &status, 0) < 0)
-    assert_int_equal (errno, EINTR);
+static void
+child_run (void *arg)
+{
+  struct child_args *a = arg;
 
-  if (WIFSIGNALED (status))
-    return 128 + WTERMSIG (status);
-
-  return WEXITSTATUS (status);
+  child_check (a->ctx, a->r, a->wfd, a->loop_fork);
 }
 
 /* the parent's loop still works: an event on its own pipe */
@@ -99,18 +90,13 @@ fork_simple (void **state, int loop_fork)
 {
   struct test_ctx *ctx = *state;
   struct test_io r;
+  struct child_args a;
   int p [2];
-  pid_t pid;
 
   fork_prepare (ctx, &r, p);
 
-  pid = fork ();
-  assert_true (pid >= 0);
-
-  if (!pid)
-    _exit (child_check (ctx, &r, p [1], loop_fork));
-
-  assert_int_equal (child_wait (pid), 0);
+  a.ctx = ctx; a.r = &r; a.wfd = p [1]; a.loop_fork = loop_fork;
+  test_in_child (child_run, &a);
   parent_check (ctx, &r, p [1]);
 
   ev_io_stop (ctx->loop, &r.w);
@@ -158,8 +144,7 @@ test_fork_both_run (void **state)
       ev_io_stop (ctx->loop, &r.w);
       r.calls = 0;
 
-      if (pipe2 (q, O_NONBLOCK))
-        _exit (4);
+      TEST_CHILD_CHECK (!pipe2 (q, O_NONBLOCK));
 
       test_io_init (&cr, q [0], EV_READ);
       cr.drain = 1;
@@ -170,20 +155,20 @@ test_fork_both_run (void **state)
         usleep (1000);
 
       cr.calls = 0;
-      if (write (q [1], "x", 1) != 1)
-        _exit (4);
+      TEST_CHILD_CHECK (write (q [1], "x", 1) == 1);
 
       for (i = 0; i < 100 && !cr.calls; ++i)
         ev_run (ctx->loop, EVRUN_ONCE);
 
-      _exit (cr.calls == 1 && r.calls == 0 ? 0 : 2);
+      TEST_CHILD_CHECK (cr.calls == 1 && r.calls == 0);
+      _exit (0);
     }
 
   for (i = 0; i < 3; ++i)
     parent_check (ctx, &r, p [1]);
 
   test_put (go [1]);
-  assert_int_equal (child_wait (pid), 0);
+  assert_int_equal (test_child_status (pid), 0);
 
   parent_check (ctx, &r, p [1]);
   ev_io_stop (ctx->loop, &r.w);
@@ -218,16 +203,15 @@ fork_orphan (void **state, int loop_fork)
       ev_run (ctx->loop, EVRUN_NOWAIT);
       ev_run (ctx->loop, EVRUN_NOWAIT);
 
-      if (pipe (life))
-        _exit (4);
+      TEST_CHILD_CHECK (!pipe (life));
 
       orphan = fork ();
-      if (orphan < 0)
-        _exit (4);
+      TEST_CHILD_CHECK (orphan >= 0);
 
       if (orphan)
         _exit (0); /* the parent leaves at once, closing life [1] */
 
+      alarm (10); /* not inherited from the parent */
       close (life [1]);
 
       /* wait for the parent's exit: EOF on its pipe, then reparenting */
@@ -236,13 +220,14 @@ fork_orphan (void **state, int loop_fork)
       while (getppid () != me)
         usleep (1000);
 
-      _exit (child_check (ctx, &r, p [1], loop_fork));
+      child_check (ctx, &r, p [1], loop_fork);
+      _exit (0);
     }
 
-  assert_int_equal (child_wait (mid), 0);
+  assert_int_equal (test_child_status (mid), 0);
 
   /* the only child left is the orphan */
-  assert_int_equal (child_wait (-1), 0);
+  assert_int_equal (test_child_status (-1), 0);
   assert_int_equal (prctl (PR_SET_CHILD_SUBREAPER, 0), 0);
 
   parent_check (ctx, &r, p [1]);
@@ -268,20 +253,15 @@ test_fork_many_children (void **state)
 {
   struct test_ctx *ctx = *state;
   struct test_io r;
+  struct child_args a;
   int p [2], i;
 
   fork_prepare (ctx, &r, p);
 
   for (i = 0; i < 10; ++i)
     {
-      pid_t pid = fork ();
-
-      assert_true (pid >= 0);
-
-      if (!pid)
-        _exit (child_check (ctx, &r, p [1], i & 1));
-
-      assert_int_equal (child_wait (pid), 0);
+      a.ctx = ctx; a.r = &r; a.wfd = p [1]; a.loop_fork = i & 1;
+      test_in_child (child_run, &a);
       parent_check (ctx, &r, p [1]);
     }
 

@@ -101,28 +101,6 @@ ring_maps (int fd, int *cq_own)
   return n;
 }
 
-/* the loop delivers a pipe event */
-static void
-loop_works (struct ev_loop *loop)
-{
-  struct test_io r;
-  int p [2], i;
-
-  assert_int_equal (pipe2 (p, O_NONBLOCK | O_CLOEXEC), 0);
-  test_io_start (loop, &r, p [0], EV_READ);
-  test_put (p [1]);
-
-  for (i = 0; i < 10 && !r.calls; ++i)
-    ev_run (loop, EVRUN_ONCE);
-
-  ev_io_stop (loop, &r.w);
-  close (p [0]);
-  close (p [1]);
-
-  assert_int_equal (r.calls, 1);
-  assert_int_equal (r.last, EV_READ);
-}
-
 /*****************************************************************************/
 /* selection */
 
@@ -145,7 +123,7 @@ test_init_backend_selected (void **state)
       assert_int_equal (ev_iouring_test_setup_flags & ctx->mode->nosetup, 0);
     }
 
-  loop_works (ctx->loop);
+  assert_true (test_loop_works (ctx->loop));
 }
 
 /* nothing masked: the ring gets every feature the kernel offers */
@@ -178,7 +156,7 @@ test_init_libev_flags_env (void **state)
   loop = ev_loop_new (0);
   assert_non_null (loop);
   assert_int_equal (ev_backend (loop), EVBACKEND_IOURING);
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
 
   loop = ev_loop_new (EVBACKEND_EPOLL | EVFLAG_NOENV);
@@ -192,39 +170,31 @@ test_init_libev_flags_env (void **state)
 /* ev_default_loop (EVBACKEND_IOURING), in a child: the default loop is
    once per process */
 static void
+default_loop_child (void *arg)
+{
+  struct ev_loop *loop;
+  struct test_io r;
+  int p [2], i;
+
+  (void)arg;
+  loop = ev_default_loop (EVBACKEND_IOURING | EVFLAG_NOENV);
+  TEST_CHILD_CHECK (loop);
+  TEST_CHILD_CHECK (ev_backend (loop) == EVBACKEND_IOURING);
+  TEST_CHILD_CHECK (!pipe2 (p, O_NONBLOCK));
+
+  test_io_start (loop, &r, p [0], EV_READ);
+  TEST_CHILD_CHECK (write (p [1], "x", 1) == 1);
+  for (i = 0; i < 10 && !r.calls; ++i)
+    ev_run (loop, EVRUN_ONCE);
+
+  TEST_CHILD_CHECK (r.calls == 1);
+}
+
+static void
 test_init_default_loop (void **state)
 {
-  pid_t pid;
-
   (void)state;
-  pid = fork ();
-  assert_true (pid >= 0);
-
-  if (!pid)
-    {
-      struct ev_loop *loop;
-      struct test_io r;
-      int p [2], i;
-
-      alarm (10);
-      loop = ev_default_loop (EVBACKEND_IOURING | EVFLAG_NOENV);
-      if (!loop)
-        _exit (2);
-      if (ev_backend (loop) != EVBACKEND_IOURING)
-        _exit (3);
-      if (pipe2 (p, O_NONBLOCK))
-        _exit (4);
-
-      test_io_start (loop, &r, p [0], EV_READ);
-      if (write (p [1], "x", 1) != 1)
-        _exit (4);
-      for (i = 0; i < 10 && !r.calls; ++i)
-        ev_run (loop, EVRUN_ONCE);
-
-      _exit (r.calls == 1 ? 0 : 5);
-    }
-
-  test_child_ok (pid);
+  test_in_child (default_loop_child, 0);
 }
 
 /*****************************************************************************/
@@ -247,7 +217,7 @@ setup_fails (int err)
   loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
   assert_non_null (loop);
   assert_int_equal (ev_backend (loop), EVBACKEND_EPOLL);
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
   assert_int_equal (test_fd_count (), fds);
 
@@ -301,7 +271,7 @@ test_init_retry_smaller (void **state)
   assert_true (ev_iouring_test_sq_entries <= 64);
   assert_int_equal (ev_iouring_test_features & ctx->mode->nofeat, 0);
   assert_int_equal (ev_iouring_test_setup_flags & ctx->mode->nosetup, 0);
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
 
   assert_int_equal (test_fd_count (), fds);
@@ -325,7 +295,7 @@ test_init_retry_gives_up (void **state)
     {
       /* a one-entry ring is a ring: it must work */
       assert_int_equal (ev_backend (loop), EVBACKEND_IOURING);
-      loop_works (loop);
+      assert_true (test_loop_works (loop));
       ev_loop_destroy (loop);
     }
   assert_int_equal (test_fd_count (), fds);
@@ -333,7 +303,7 @@ test_init_retry_gives_up (void **state)
   loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
   assert_non_null (loop);
   assert_int_equal (ev_backend (loop), ring ? EVBACKEND_IOURING : EVBACKEND_EPOLL);
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
   assert_int_equal (test_fd_count (), fds);
 }
@@ -406,7 +376,7 @@ test_init_mmaps (void **state)
   assert_int_equal (n, single ? 2 : 3);
   assert_int_equal (cq_own, !single);
 
-  loop_works (loop);
+  assert_true (test_loop_works (loop));
   ev_loop_destroy (loop);
 }
 

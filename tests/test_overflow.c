@@ -93,6 +93,10 @@ ovf_open (struct test_ctx *ctx, int drain)
 
   ovf_close ();
 
+  /* 10000 pipe ends: more than a soft RLIMIT_NOFILE of 1024 */
+  if (!test_fd_room (2 * TEST_OVERFLOW_PIPES))
+    skip ();
+
   ev_iouring_test_setup_max = TEST_OVERFLOW_SQ;
   ovf.loop = test_loop_new (ctx->mode);
   assert_non_null (ovf.loop);

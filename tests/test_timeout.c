@@ -303,12 +303,12 @@ test_timeout_one_enter_per_iteration (void **state)
       for (iterations = 0; iterations < 1000 && !t.calls; ++iterations)
         ev_run (ctx->loop, EVRUN_ONCE);
 
-      /* the kernel's relative timeout never ends early (hrtimer), and
-         libev fires a timer due before the time it reads after the wait:
-         one blocking iteration, one enter */
-      assert_int_equal (t.calls, 1);
-      assert_int_equal (iterations, 1);
-      assert_int_equal (ev_iouring_test_enters - before, 1);
+      /* each blocking iteration waits in exactly one enter, however many
+         it takes (usually one: how many is the clocks' business, not the
+         backend's), and the timer fires once, not before its time */
+      assert_true (iterations >= 1 && iterations < 1000);
+      test_timer_check (&t);
+      assert_int_equal (ev_iouring_test_enters - before, (unsigned long)iterations);
     }
 
   /* an io event ends the wait: at most one enter (none when its cqe is already there) */

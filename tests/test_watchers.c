@@ -512,39 +512,41 @@ fork_cb (struct ev_loop *loop, ev_fork *w, int revents)
     ++fork_calls;
 }
 
-static int
-fork_child (struct ev_loop *loop, int wfd, struct test_io *t)
+struct fork_child
 {
+  struct ev_loop *loop;
+  int             wfd;
+  struct test_io *t;
+};
+
+static void
+fork_child_run (void *arg)
+{
+  struct fork_child *fc = arg;
   int i;
 
-  ev_loop_fork (loop);
-  ev_run (loop, EVRUN_NOWAIT);
+  ev_loop_fork (fc->loop);
+  ev_run (fc->loop, EVRUN_NOWAIT);
+  TEST_CHILD_CHECK (fork_calls == 1);
 
-  if (fork_calls != 1)
-    return 1;
+  fc->t->calls = 0;
+  TEST_CHILD_CHECK (write (fc->wfd, "x", 1) == 1);
 
-  t->calls = 0;
-  if (write (wfd, "x", 1) != 1)
-    return 3;
+  for (i = 0; i < MAX_RUNS && !fc->t->calls; ++i)
+    ev_run (fc->loop, EVRUN_NOWAIT);
 
-  for (i = 0; i < MAX_RUNS && !t->calls; ++i)
-    ev_run (loop, EVRUN_NOWAIT);
-
-  if (t->calls != 1 || t->last != EV_READ)
-    return 4;
-
-  ev_loop_destroy (loop);
-  return 0;
+  TEST_CHILD_CHECK (fc->t->calls == 1 && fc->t->last == EV_READ);
+  ev_loop_destroy (fc->loop);
 }
 
 static void
 test_watchers_fork (void **state)
 {
   struct test_ctx *ctx = *state;
+  struct fork_child fc;
   ev_fork f;
   struct test_io t;
   int p [2];
-  pid_t pid;
 
   test_pipe (ctx, p);
   test_io_init (&t, p [0], EV_READ);
@@ -557,12 +559,10 @@ test_watchers_fork (void **state)
   ev_run (ctx->loop, EVRUN_NOWAIT);
   assert_int_equal (fork_calls, 0);
 
-  pid = fork ();
-  assert_true (pid >= 0);
-  if (!pid)
-    _exit (fork_child (ctx->loop, p [1], &t));
-
-  test_child_ok (pid);
+  fc.loop = ctx->loop;
+  fc.wfd  = p [1];
+  fc.t    = &t;
+  test_in_child (fork_child_run, &fc);
 
   /* the parent never called ev_loop_fork: no fork callback, and it works */
   test_put (p [1]);

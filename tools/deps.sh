@@ -30,6 +30,7 @@ package ()
     git)         echo git ;;
     podchecker)  echo perl ;;
     sha256sum)   echo coreutils ;;
+    setpriv|prlimit) echo util-linux ;;
     *)           echo "$1" ;;
   esac
 }

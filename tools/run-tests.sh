@@ -8,18 +8,20 @@
 # SKIP (the binary cannot run here: no io_uring), anything else FAIL; a
 # failing binary's output is shown.  the last line is always
 # "N passed, N failed, N skipped"; the exit status is 1 if any failed.
+# each binary's output goes to $TEST_LOG_DIR/test_<name>.log (default: dir).
 
 set -u
 
 dir=${1:?usage: run-tests.sh dir name ...}
 shift
 timeout=${TEST_TIMEOUT:-600}
+logdir=${TEST_LOG_DIR:-$dir}
 passed=0 failed=0 skipped=0
 
 for name in "$@"
 do
   bin=$dir/test_$name
-  log=$dir/test_$name.log
+  log=$logdir/test_$name.log
   if [ ! -x "$bin" ]
   then
     echo "FAIL: $name (no $bin)"
