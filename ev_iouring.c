@@ -87,7 +87,8 @@
  *    small (16 sqes, 64 cqes: two or three pages) and grow by doubling
  *    when the loop has more polls armed than the cq holds, or more
  *    changes per iteration than the sq holds; ENOMEM at setup is retried
- *    smaller, then after a short sleep, before libev is told to try epoll.
+ *    smaller, then after short sleeps (a quarter second in all), before
+ *    libev is told to try epoll.
  * k) a thread blocked in io_uring_enter with requests pending counts as
  *    iowait (~6.5 onwards): IORING_ENTER_NO_IOWAIT (6.15) says it should not.
  * l) two tiers. a poll that stays armed and idle for a sweep period (0.4 s
@@ -1348,11 +1349,12 @@ iouring_ring_first (EV_P)
       iouring_entries = EV_IOURING_SQ_MIN;
       fd = iouring_ring_new (EV_A_ 1);
 
-      if (fd >= 0 || errno != ENOMEM || i == 6)
+      /* 6.18 gives the charge back 20 to 60 ms after close */
+      if (fd >= 0 || errno != ENOMEM || i == 8)
         return fd;
 
       ts.tv_sec  = 0;
-      ts.tv_nsec = 1000000L << i; /* 1 to 32 ms, 63 ms in all */
+      ts.tv_nsec = 1000000L << i; /* 1 to 128 ms, 255 ms in all */
       nanosleep (&ts, 0);
     }
 }
