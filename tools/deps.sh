@@ -30,6 +30,9 @@ package ()
     git)         echo git ;;
     podchecker)  echo perl ;;
     sha256sum)   echo coreutils ;;
+    dpkg-source|dpkg-buildpackage|dpkg-parsechangelog|dpkg-checkbuilddeps) echo dpkg-dev ;;
+    dh)          echo debhelper ;;
+    lintian)     echo lintian ;;
     *)           echo "$1" ;;
   esac
 }
