@@ -29,6 +29,8 @@
 #   DNS_QUERIES      UDP queries sent to gdnsd, a multiple of 200 (4000);
 #                    a quarter as many go over TCP
 #   SS_CONNECTIONS   SOCKS5 connections through ss-local/ss-server (500)
+#   SCENARIOS        which to run, of: symbols linked nghttpd nghttpx hitch
+#                    gdnsd shadowsocks (all)
 #   KEEP=1           keep the work directory (logs) even when all passed
 #   LIBEV_PROGRAMS_VERBOSE_RE  extended regex matching the backend's
 #                    LIBEV_IOURING_VERBOSE setup line (never a failure)
@@ -44,6 +46,7 @@ PROG=${0##*/}
 H2LOAD_REQUESTS=${H2LOAD_REQUESTS:-100000}
 DNS_QUERIES=${DNS_QUERIES:-4000}
 SS_CONNECTIONS=${SS_CONNECTIONS:-500}
+SCENARIOS=${SCENARIOS:-symbols linked nghttpd nghttpx hitch gdnsd shadowsocks}
 CLIENT_TIMEOUT=120
 SERVER_TIMEOUT=600
 VERBOSE_RE=${LIBEV_PROGRAMS_VERBOSE_RE:-'^libev: io_uring ring fd'}
@@ -161,17 +164,16 @@ fail ()
 }
 
 # free_port: a loopback port nobody uses now, for TCP or UDP, and we have
-# not handed out
-USED_PORTS=
+# not handed out (callers use $(free_port): the record is a file)
 free_port ()
 {
   local port hex
   while :; do
     port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
     hex=$(printf ':%04X ' "$port")
-    case " $USED_PORTS " in *" $port "*) continue ;; esac
+    ! grep -qx "$port" "$W/ports.used" 2>/dev/null || continue
     if ! cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null | grep -q "$hex"; then
-      USED_PORTS="$USED_PORTS $port"
+      echo "$port" >> "$W/ports.used"
       echo "$port"
       return
     fi
@@ -802,22 +804,26 @@ make_zone
 # keep the work directory traversable for the libraries' sake
 chmod 644 "$W/hitch.pem"
 
-check_symbols
-check_linked
-for pair in "128 128" "128 4" "4 128" "4 4"; do
-  scenario_nghttpd $pair
-done
-for f in 128 4; do
-  scenario_nghttpx "$f"
-done
-for f in 128 4; do
-  scenario_hitch "$f"
-done
-for f in 128 4; do
-  scenario_gdnsd "$f"
-done
-for f in 128 4; do
-  scenario_shadowsocks "$f"
+# wanted NAME: NAME is in SCENARIOS
+wanted ()
+{
+  case " $SCENARIOS " in *" $1 "*) return 0 ;; esac
+  return 1
+}
+
+! wanted symbols || check_symbols
+! wanted linked || check_linked
+if wanted nghttpd; then
+  for pair in "128 128" "128 4" "4 128" "4 4"; do
+    scenario_nghttpd $pair
+  done
+fi
+for sc in nghttpx hitch gdnsd shadowsocks; do
+  if wanted "$sc"; then
+    for f in 128 4; do
+      "scenario_$sc" "$f"
+    done
+  fi
 done
 
 print_summary
