@@ -47,6 +47,9 @@ DSC=$1
 rm -rf "$D"
 mkdir -p "$D"
 T=$D/libev-4.33
+# --no-check: no keyring for the .dsc's signature here; apt-get source
+# checked its hashes against the signed Release file, and the tarball's
+# sha256 is fetch-libev.sh's
 dpkg-source --no-check -x "$DSC" "$T" > "$D/unpack.log" 2>&1 \
   || { cat "$D/unpack.log" >&2; die "dpkg-source -x $DSC failed"; }
 # Debian's version, before our entry
@@ -88,8 +91,13 @@ Forwarded: no
 Last-Update: $(date -u +%Y-%m-%d)
 ---
 EOF
-  (cd "$D/files" && diff -Nu --label a/ev_iouring.c --label b/ev_iouring.c a/ev_iouring.c b/ev_iouring.c;
-                    diff -Nu --label a/ev_iouring_abi.h --label b/ev_iouring_abi.h a/ev_iouring_abi.h b/ev_iouring_abi.h) || :
+  # diff: 1 means "differ", as they must; 2 is trouble
+  for f in ev_iouring.c ev_iouring_abi.h
+  do
+    rc=0
+    (cd "$D/files" && diff -Nu --label "a/$f" --label "b/$f" "a/$f" "b/$f") || rc=$?
+    [ $rc -eq 1 ] || die "diff of $f: exit status $rc"
+  done
 } > "$T/debian/patches/$FILES_PATCH"
 rm -rf "$D/files"
 echo "$FILES_PATCH" >> "$T/debian/patches/series"
@@ -105,7 +113,7 @@ say "$(wc -l < "$T/debian/patches/series") patches applied with quilt"
 if git -C "$srcdir" rev-parse --git-dir > /dev/null 2>&1
 then
   WHEN=$(git -C "$srcdir" log -1 --format=%aD)
-  REV=" (ev_iouring $(git -C "$srcdir" rev-parse --short HEAD))"
+  REV=" (ev_iouring $(git -C "$srcdir" describe --always --dirty))"
 else
   WHEN=$(date -R)
   REV=

@@ -179,6 +179,13 @@ dpkg-query -W -f '${db:Status-Abbrev} ${binary:Package} ${Version}\n' \
 RDEPS=$(apt-cache rdepends --installed libev4 2>/dev/null | awk 'NR > 2 { print $1 }' | sort -u | tr '\n' ' ' | sed 's/ $//')
 say "installed reverse dependencies of libev4: $RDEPS"
 
+# the way back must exist before we go: apt must know Debian's version
+if ! apt-cache show "libev4=$STOCK" "libev-dev=$STOCK" > /dev/null 2>&1; then
+  $APT update -qq >> "$W/apt.log" 2>&1
+  apt-cache show "libev4=$STOCK" "libev-dev=$STOCK" > /dev/null 2>&1 \
+    || skip "apt knows no libev4/libev-dev $STOCK to restore; not installing ours"
+fi
+
 #############################################################################
 # 2. our packages over Debian's
 
