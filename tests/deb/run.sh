@@ -80,7 +80,7 @@ installed_version ()
 # apt_install ARGS...: apt-get install, no service started meanwhile
 apt_install ()
 {
-  local rcd= rc
+  local rcd='' rc
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
