@@ -7,6 +7,8 @@
 # (ss-server, ss-local and ss-tunnel: a SOCKS5 proxy over many short TCP
 # connections, and a UDP relay) are run with LD_LIBRARY_PATH=BUILD_DIR and
 # LIBEV_FLAGS=128 (io_uring) or 4 (epoll, the reference), on loopback only.
+# python3-gevent ignores LIBEV_FLAGS (it names its backends itself): its
+# WSGI server runs with GEVENT_BACKEND=linux_iouring or epoll instead.
 #
 # a scenario passes when every request succeeded (h2load's own counters),
 # every DNS answer is the zone's (kdig, directly and through ss-tunnel),
@@ -29,8 +31,9 @@
 #   DNS_QUERIES      UDP queries sent to gdnsd, a multiple of 200 (4000);
 #                    a quarter as many go over TCP
 #   SS_CONNECTIONS   SOCKS5 connections through ss-local/ss-server (500)
+#   GEVENT_REQUESTS  HTTP/1.1 requests to gevent's WSGI server (10000)
 #   SCENARIOS        which to run, of: symbols linked nghttpd nghttpx hitch
-#                    gdnsd shadowsocks (all)
+#                    gdnsd shadowsocks gevent (all)
 #   KEEP=1           keep the work directory (logs) even when all passed
 #   LIBEV_PROGRAMS_VERBOSE_RE  extended regex matching the backend's
 #                    LIBEV_IOURING_VERBOSE setup line (never a failure)
@@ -46,7 +49,10 @@ PROG=${0##*/}
 H2LOAD_REQUESTS=${H2LOAD_REQUESTS:-100000}
 DNS_QUERIES=${DNS_QUERIES:-4000}
 SS_CONNECTIONS=${SS_CONNECTIONS:-500}
-SCENARIOS=${SCENARIOS:-symbols linked nghttpd nghttpx hitch gdnsd shadowsocks}
+GEVENT_REQUESTS=${GEVENT_REQUESTS:-10000}
+SCENARIOS=${SCENARIOS:-symbols linked nghttpd nghttpx hitch gdnsd shadowsocks gevent}
+# Debian's python, the one python3-gevent is installed for
+DEB_PYTHON=/usr/bin/python3
 CLIENT_TIMEOUT=120
 SERVER_TIMEOUT=600
 VERBOSE_RE=${LIBEV_PROGRAMS_VERBOSE_RE:-'^libev: io_uring ring fd'}
@@ -94,6 +100,7 @@ need ss-local  shadowsocks-libev
 need ss-tunnel shadowsocks-libev
 need curl      curl
 need python3   python3
+"$DEB_PYTHON" -c 'import gevent' > /dev/null 2>&1 || need_pkgs="$need_pkgs python3-gevent"
 need openssl   openssl
 need nm        binutils
 need ldd       libc-bin
@@ -127,6 +134,7 @@ if [ -n "$need_pkgs" ]; then
     command -v "$c" >/dev/null 2>&1 || skip "$c still missing after apt-get (PATH=$PATH)"
   done
   [ -n "$sys_lib" ] || skip "Debian's libev.so.4 still missing after apt-get"
+  "$DEB_PYTHON" -c 'import gevent' > /dev/null 2>&1 || skip "$DEB_PYTHON cannot import gevent after apt-get"
 fi
 
 case $(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0) in
@@ -763,6 +771,65 @@ scenario_shadowsocks ()
   scenario_end
 }
 
+# python3-gevent's WSGI server (pywsgi; gevent's libev loop, greenlets)
+# serving the docroot over HTTP/1.1 to h2load --h1 and curl
+make_gevent_server ()
+{
+  cat > "$W/gevent_server.py" <<'EOP'
+import os
+import sys
+
+import gevent
+from gevent.pywsgi import WSGIServer
+
+port, root = int(sys.argv[1]), sys.argv[2]
+
+def app(env, start):
+    try:
+        with open(os.path.join(root, os.path.basename(env['PATH_INFO'])), 'rb') as f:
+            data = f.read()
+    except OSError:
+        start('404 Not Found', [('Content-Length', '0')])
+        return [b'']
+    start('200 OK', [('Content-Type', 'application/octet-stream'),
+                     ('Content-Length', str(len(data)))])
+    return [data]
+
+sys.stderr.write('gevent %s: libev backend %s\n'
+                 % (gevent.__version__, gevent.get_hub().loop.backend))
+sys.stderr.flush()
+WSGIServer(('127.0.0.1', port), app, log=None).serve_forever()
+EOP
+}
+
+# gevent's own backend names: GEVENT_BACKEND, since it ignores LIBEV_FLAGS
+scenario_gevent ()
+{
+  local f=$1 port tag s gb=epoll
+  [ "$f" != 128 ] || gb=linux_iouring
+  tag=gevent.$f
+  scenario_begin "gevent pywsgi + h2load --h1/curl" "$f" "$f"
+  port=$(free_port)
+  if start_server "$tag.gevent" "$f" "$port" \
+       env GEVENT_BACKEND=$gb "$DEB_PYTHON" "$W/gevent_server.py" "$port" "$W/www"; then
+    s=$LAUNCHED
+    SC_CPU_ROOT=$s
+    h2load_run "$tag.h2load" "$f" "$GEVENT_REQUESTS" "http://127.0.0.1:$port/small.bin" --h1
+    timeout "$CLIENT_TIMEOUT" curl -sS "http://127.0.0.1:$port/big.bin" 2> "$W/$tag.curl.err" \
+      | sha256sum > "$W/$tag.big"
+    if [ "$(sha256sum < "$W/www/big.bin")" = "$(cat "$W/$tag.big")" ]; then
+      SC_OK=$((SC_OK + 1))
+    else
+      SC_BAD=$((SC_BAD + 1))
+      fail "$tag: sha256 of big.bin differs ($(head -n 1 "$W/$tag.curl.err"))"
+    fi
+    stop_server "$tag.gevent" "$f" "$s"
+    grep -q "libev backend $gb\$" "$W/$tag.gevent.err" \
+      || fail "$tag: gevent did not say it runs on $gb: $(grep -m 1 'libev backend' "$W/$tag.gevent.err")"
+  fi
+  scenario_end
+}
+
 print_summary ()
 {
   echo
@@ -800,6 +867,7 @@ chmod 755 "$W"
 make_docroot
 make_cert
 make_zone
+make_gevent_server
 # hitch drops to nobody, which must read nothing of ours after that, but
 # keep the work directory traversable for the libraries' sake
 chmod 644 "$W/hitch.pem"
@@ -818,7 +886,7 @@ if wanted nghttpd; then
     scenario_nghttpd $pair
   done
 fi
-for sc in nghttpx hitch gdnsd shadowsocks; do
+for sc in nghttpx hitch gdnsd shadowsocks gevent; do
   if wanted "$sc"; then
     for f in 128 4; do
       "scenario_$sc" "$f"
