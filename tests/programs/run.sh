@@ -24,7 +24,8 @@
 #
 # exit status: 0 all passed, 1 a failure, 77 cannot run here (tools missing
 # and not installable, io_uring disabled).  Every process runs under
-# timeout (1); the whole script takes well under a minute on two cores.
+# timeout (1); the whole script takes about a minute and a half on two
+# busy cores.
 #
 # environment knobs:
 #   H2LOAD_REQUESTS  requests per h2load run on the small file (100000)
