@@ -7,6 +7,8 @@
 #   make ci              check-patches check-warnings check-symbols check
 #                        check-asan check-valgrind
 #   make install         PREFIX=/usr/local DESTDIR=
+#   make deb             libev4/libev-dev .debs from Debian's libev source, in $(B)/deb
+#   make check-deb       installs them over Debian's, checks, puts Debian's back (root)
 #   make B=dir           build somewhere else (default build/)
 #   make V=1             show the commands
 #
@@ -77,7 +79,7 @@ DEPS = PKG_CONFIG='$(PKG_CONFIG)' sh $(srcdir)/tools/deps.sh
 
 .PHONY: all lib demo tests check check-asan check-valgrind check-warnings \
         check-patches check-symbols check-programs check-embed check-unprivileged ci check-all \
-        bench bench-plot bench-features install uninstall clean
+        bench bench-plot bench-features install uninstall clean deb check-deb
 
 all: lib tests demo
 
@@ -285,6 +287,16 @@ bench-plot:
 
 bench-features: all
 	sh $(srcdir)/bench/features.sh $(B)
+
+#############################################################################
+# Debian packages: Debian's libev source package + patches/ + our two files
+
+deb:
+	$(Q)sh $(srcdir)/tools/deb.sh $(B) $(srcdir)
+
+# root only: replaces the system's libev4 for the length of the check
+check-deb: deb
+	$(Q)sh $(srcdir)/tests/deb/run.sh $(B) || { rc=$$?; [ $$rc = 77 ] && echo "SKIP: check-deb"; [ $$rc = 77 ]; }
 
 #############################################################################
 # install, clean

@@ -31,6 +31,9 @@ package ()
     podchecker)  echo perl ;;
     sha256sum)   echo coreutils ;;
     setpriv|prlimit) echo util-linux ;;
+    dpkg-source|dpkg-buildpackage|dpkg-parsechangelog|dpkg-checkbuilddeps) echo dpkg-dev ;;
+    dh)          echo debhelper ;;
+    lintian)     echo lintian ;;
     *)           echo "$1" ;;
   esac
 }

@@ -2,6 +2,7 @@
 # fetch-libev.sh: put a pristine libev 4.33 tree into $B/libev-4.33.
 #
 #   sh tools/fetch-libev.sh B
+#   sh tools/fetch-libev.sh --debian-source B
 #
 # sources, first that works:
 #   1. LIBEV_SRC=dir        an unpacked libev-4.33 tree, copied as it is
@@ -13,10 +14,21 @@
 #      without root)
 #   5. the upstream tarball, with curl or wget
 # every tarball must have the sha256 below, anything else is refused.
+#
+# --debian-source: make sure $B/dl also holds Debian's whole source package
+# (libev_4.33-N.dsc, .debian.tar.xz and the orig tarball), through the same
+# private apt configuration (4.), for make deb; $B/libev-4.33 is left alone.
+# exit status: 0 done, 1 failed.
 
 set -eu
 
-B=${1:?usage: fetch-libev.sh builddir}
+DEBIAN_SOURCE=
+if [ "${1:-}" = --debian-source ]
+then
+  DEBIAN_SOURCE=1
+  shift
+fi
+B=${1:?usage: fetch-libev.sh [--debian-source] builddir}
 VERSION=4.33
 SHA256=507eb7b8d1015fbec5b935f34ebed15bf346bed04a11ab82b8eee848c4205aea
 URL=http://dist.schmorp.de/libev/Attic/libev-$VERSION.tar.gz
@@ -130,7 +142,11 @@ from_apt ()
   [ -f "$A/src/libev_$VERSION.orig.tar.gz" ] \
     || { say "apt-get source did not give libev_$VERSION.orig.tar.gz:"; ls "$A/src" >&2; return 1; }
   sha_ok "$A/src/libev_$VERSION.orig.tar.gz" || exit 1
-  mv "$A/src/libev_$VERSION.orig.tar.gz" "$TARBALL"
+  # the .dsc and Debian's packaging stay next to the tarball, for make deb
+  for f in "$A"/src/libev_*
+  do
+    mv "$f" "$DL/"
+  done
 }
 
 from_upstream ()
@@ -151,6 +167,17 @@ from_upstream ()
 }
 
 mkdir -p "$DL"
+
+if [ -n "$DEBIAN_SOURCE" ]
+then
+  set -- "$DL"/libev_"$VERSION"-*.dsc
+  [ -f "$1" ] && [ -f "$TARBALL" ] && sha_ok "$TARBALL" && exit 0
+  from_apt || die "could not get Debian's libev source package with apt-get source"
+  set -- "$DL"/libev_"$VERSION"-*.dsc
+  [ -f "$1" ] || die "apt-get source gave no libev_$VERSION-*.dsc"
+  say "Debian's libev source package: $(basename "$1")"
+  exit 0
+fi
 
 if [ -n "${LIBEV_SRC:-}" ]
 then

@@ -3,24 +3,38 @@
 # tests/programs/run.sh BUILD_DIR
 #
 # real libev programs on BUILD_DIR/libev.so.4: Debian's nghttpd, h2load,
-# nghttp, nghttpx and hitch are run with LD_LIBRARY_PATH=BUILD_DIR and
+# nghttp, nghttpx, hitch, gdnsd (DNS over UDP and TCP) and shadowsocks-libev
+# (ss-server, ss-local and ss-tunnel: a SOCKS5 proxy over many short TCP
+# connections, and a UDP relay) are run with LD_LIBRARY_PATH=BUILD_DIR and
 # LIBEV_FLAGS=128 (io_uring) or 4 (epoll, the reference), on loopback only.
+# python3-gevent ignores LIBEV_FLAGS (it names its backends itself): its
+# WSGI server runs with GEVENT_BACKEND=linux_iouring or epoll instead.
 #
 # a scenario passes when every request succeeded (h2load's own counters),
+# every DNS answer is the zone's (kdig, directly and through ss-tunnel),
 # downloads are bit-exact (sha256), no process aborted or logged a libev
 # error, and every process under test was seen, through /proc/PID/maps and
 # /proc/PID/fd, to run BUILD_DIR's libev with an io_uring ring (128) or
 # with no ring at all (4).  a client too quick to be sampled is judged by
 # what ld.so loaded (LD_DEBUG=libs) and by the backend's verbose line.
 # the summary's "server us/req" is the on-cpu time of the server's (or
-# proxy's) process tree during the first h2load run, per request.
+# proxy's) process tree during the first h2load run, per request; for
+# gdnsd, per TCP query (its UDP path does not use libev); for shadowsocks,
+# ss-local's and ss-server's per proxied connection.
 #
 # exit status: 0 all passed, 1 a failure, 77 cannot run here (tools missing
 # and not installable, io_uring disabled).  Every process runs under
-# timeout (1); the whole script takes well under a minute on two cores.
+# timeout (1); the whole script takes about a minute and a half on two
+# busy cores.
 #
 # environment knobs:
 #   H2LOAD_REQUESTS  requests per h2load run on the small file (100000)
+#   DNS_QUERIES      UDP queries sent to gdnsd, a multiple of 200 (4000);
+#                    a quarter as many go over TCP
+#   SS_CONNECTIONS   SOCKS5 connections through ss-local/ss-server (500)
+#   GEVENT_REQUESTS  HTTP/1.1 requests to gevent's WSGI server (10000)
+#   SCENARIOS        which to run, of: symbols linked nghttpd nghttpx hitch
+#                    gdnsd shadowsocks gevent (all)
 #   KEEP=1           keep the work directory (logs) even when all passed
 #   LIBEV_PROGRAMS_VERBOSE_RE  extended regex matching the backend's
 #                    LIBEV_IOURING_VERBOSE setup line (never a failure)
@@ -34,6 +48,12 @@ set -u
 
 PROG=${0##*/}
 H2LOAD_REQUESTS=${H2LOAD_REQUESTS:-100000}
+DNS_QUERIES=${DNS_QUERIES:-4000}
+SS_CONNECTIONS=${SS_CONNECTIONS:-500}
+GEVENT_REQUESTS=${GEVENT_REQUESTS:-10000}
+SCENARIOS=${SCENARIOS:-symbols linked nghttpd nghttpx hitch gdnsd shadowsocks gevent}
+# Debian's python, the one python3-gevent is installed for
+DEB_PYTHON=/usr/bin/python3
 CLIENT_TIMEOUT=120
 SERVER_TIMEOUT=600
 VERBOSE_RE=${LIBEV_PROGRAMS_VERBOSE_RE:-'^libev: io_uring ring fd'}
@@ -74,6 +94,14 @@ need nghttp    nghttp2-client
 need h2load    nghttp2-client
 need nghttpx   nghttp2-proxy
 need hitch     hitch
+need gdnsd     gdnsd
+need kdig      knot-dnsutils
+need ss-server shadowsocks-libev
+need ss-local  shadowsocks-libev
+need ss-tunnel shadowsocks-libev
+need curl      curl
+need python3   python3
+"$DEB_PYTHON" -c 'import gevent' > /dev/null 2>&1 || need_pkgs="$need_pkgs python3-gevent"
 need openssl   openssl
 need nm        binutils
 need ldd       libc-bin
@@ -102,10 +130,12 @@ if [ -n "$need_pkgs" ]; then
   [ -z "$rcd" ] || rm -f /usr/sbin/policy-rc.d
   [ $rc -eq 0 ] || skip "apt-get failed; run: $cmd"
   sys_lib=$(ls /usr/lib/*/libev.so.4 /lib/*/libev.so.4 2>/dev/null | head -n 1)
-  for c in nghttpd nghttp h2load nghttpx hitch openssl nm ldd readelf timeout sha256sum; do
+  for c in nghttpd nghttp h2load nghttpx hitch gdnsd kdig ss-server ss-local ss-tunnel curl python3 \
+           openssl nm ldd readelf timeout sha256sum; do
     command -v "$c" >/dev/null 2>&1 || skip "$c still missing after apt-get (PATH=$PATH)"
   done
   [ -n "$sys_lib" ] || skip "Debian's libev.so.4 still missing after apt-get"
+  "$DEB_PYTHON" -c 'import gevent' > /dev/null 2>&1 || skip "$DEB_PYTHON cannot import gevent after apt-get"
 fi
 
 case $(cat /proc/sys/kernel/io_uring_disabled 2>/dev/null || echo 0) in
@@ -142,17 +172,17 @@ fail ()
   SC_FAIL="$SC_FAIL $*;"
 }
 
-# free_port: a loopback TCP port nobody uses now and we have not handed out
-USED_PORTS=
+# free_port: a loopback port nobody uses now, for TCP or UDP, and we have
+# not handed out (callers use $(free_port): the record is a file)
 free_port ()
 {
   local port hex
   while :; do
     port=$(( 20000 + (RANDOM * 32768 + RANDOM) % 40000 ))
     hex=$(printf ':%04X ' "$port")
-    case " $USED_PORTS " in *" $port "*) continue ;; esac
-    if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q "$hex"; then
-      USED_PORTS="$USED_PORTS $port"
+    ! grep -qx "$port" "$W/ports.used" 2>/dev/null || continue
+    if ! cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null | grep -q "$hex"; then
+      echo "$port" >> "$W/ports.used"
       echo "$port"
       return
     fi
@@ -568,6 +598,239 @@ scenario_hitch ()
   scenario_end
 }
 
+# an authoritative zone of DNS_NAMES A records, the kdig arguments that ask
+# for each of them once, and the answers in that order
+DNS_NAMES=200
+make_zone ()
+{
+  local i
+  mkdir -p "$W/zones"
+  {
+    echo '$TTL 300'
+    echo '@ SOA ns1 hostmaster 1 7200 1800 259200 300'
+    echo '@ NS ns1'
+    echo '@ NS ns2'
+    echo 'ns1 A 192.0.2.1'
+    echo 'ns2 A 192.0.2.2'
+    for i in $(seq "$DNS_NAMES"); do
+      echo "h$i A 10.1.$((i / 256)).$((i % 256))"
+    done
+  } > "$W/zones/example.test"
+  DNS_ARGS=
+  for i in $(seq "$DNS_NAMES"); do
+    DNS_ARGS="$DNS_ARGS h$i.example.test"
+    echo "10.1.$((i / 256)).$((i % 256))"
+  done > "$W/dns.expected"
+}
+
+# gdnsd_conf DIR PORT: a configuration directory for gdnsd on 127.0.0.1:PORT
+gdnsd_conf ()
+{
+  mkdir -p "$1"
+  cp -R "$W/zones" "$1/"
+  cat > "$1/config" <<EOC
+options => {
+  listen => [ 127.0.0.1:$2 ]
+  run_dir => $1/run
+  state_dir => $1/state
+  udp_threads => 2
+  tcp_threads => 2
+}
+EOC
+}
+
+# dns_round NAME PORT [KDIG OPTIONS]: kdig asks for every name of the zone
+# once (UDP unless +tcp), every answer must be the zone's
+dns_round ()
+{
+  local name=$1 port=$2 bad
+  shift 2
+  # shellcheck disable=SC2086 # DNS_ARGS: one word per name
+  timeout "$CLIENT_TIMEOUT" kdig @127.0.0.1 -p "$port" +short +time=2 +retry=2 "$@" $DNS_ARGS \
+    > "$W/$name.dns" 2>> "$W/$name.dnserr"
+  bad=$(grep -cvxFf "$W/$name.dns" "$W/dns.expected")
+  SC_OK=$((SC_OK + DNS_NAMES - bad))
+  if [ "$bad" -ne 0 ]; then
+    SC_BAD=$((SC_BAD + bad))
+    fail "$name: $bad of $DNS_NAMES answers missing or wrong ($(head -n 1 "$W/$name.dnserr"))"
+  fi
+}
+
+# us_per NS N: NS nanoseconds per N, in microseconds with two decimals
+us_per ()
+{
+  local v=$(( $1 / $2 ))
+  echo "$((v / 1000)).$(printf '%02d' $((v % 1000 / 10)))"
+}
+
+# per_sec N NS: N events in NS nanoseconds, per second
+per_sec ()
+{
+  echo $(( $1 * 1000000000 / ($2 > 0 ? $2 : 1) ))
+}
+
+# gdnsd (2 UDP + 2 TCP listener threads) asked by kdig over UDP and TCP.
+# gdnsd's UDP threads wait in their own ppoll (2) loop, not through libev:
+# libev runs its main thread and its TCP threads (3 loops).  So the
+# figure is taken over TCP, one connection per query (kdig +tcp)
+scenario_gdnsd ()
+{
+  local f=$1 port tag s i cpu0 t0 n
+  tag=gdnsd.$f
+  scenario_begin "gdnsd (DNS over UDP, TCP) + kdig" "$f" -
+  port=$(free_port)
+  gdnsd_conf "$W/$tag" "$port"
+  if start_server "$tag.gdnsd" "$f" "$port" gdnsd -c "$W/$tag" start; then
+    s=$LAUNCHED
+    n=$(( DNS_QUERIES / DNS_NAMES ))
+    [ "$n" -gt 0 ] || n=1
+    for i in $(seq "$n"); do
+      dns_round "$tag.udp$i" "$port"
+    done
+    n=$(( (n + 3) / 4 ))
+    cpu0=$(tree_cpu_ns "$s")
+    t0=$(date +%s%N)
+    for i in $(seq "$n"); do
+      dns_round "$tag.tcp$i" "$port" +tcp
+    done
+    SC_CPU=$(us_per $(( $(tree_cpu_ns "$s") - cpu0 )) $((n * DNS_NAMES)))
+    SC_RPS=$(per_sec $((n * DNS_NAMES)) $(( $(date +%s%N) - t0 )))
+    stop_server "$tag.gdnsd" "$f" "$s"
+  fi
+  scenario_end
+}
+
+# shadowsocks-libev: curl through ss-local (SOCKS5) and ss-server to an
+# HTTP/1.0 origin, one new connection per request, bodies checked by
+# sha256; kdig through ss-tunnel, over the UDP relay and over TCP.  The
+# origins (python3's http.server, a gdnsd on Debian's libev) are not judged
+scenario_shadowsocks ()
+{
+  local f=$1 tag hport dport sport lport tport o g s l t cpu0 t0 n i urls=''
+  local ss_opts="-k ev-iouring-test -m chacha20-ietf-poly1305"
+  tag=ss.$f
+  scenario_begin "shadowsocks: ss-local -> ss-server, ss-tunnel (UDP)" "$f" "$f"
+  hport=$(free_port) dport=$(free_port) sport=$(free_port) lport=$(free_port) tport=$(free_port)
+  (cd "$W/www" && exec timeout "$SERVER_TIMEOUT" python3 -m http.server -b 127.0.0.1 "$hport") \
+    > "$W/$tag.origin.log" 2>&1 &
+  o=$!
+  gdnsd_conf "$W/$tag.dns" "$dport"
+  env -u LIBEV_FLAGS timeout "$SERVER_TIMEOUT" gdnsd -c "$W/$tag.dns" start > "$W/$tag.dns.log" 2>&1 &
+  g=$!
+  BG_PIDS="$BG_PIDS $o $g"
+  if ! wait_listen "$hport" "$o" || ! wait_listen "$dport" "$g"; then
+    fail "$tag: origin servers did not start: $(tail -n 2 "$W/$tag.origin.log" "$W/$tag.dns.log")"
+    scenario_end
+    return
+  fi
+  # shellcheck disable=SC2086 # ss_opts: words
+  if start_server "$tag.ss-server" "$f" "$sport" ss-server -s 127.0.0.1 -p "$sport" -u $ss_opts; then
+    s=$LAUNCHED
+    # shellcheck disable=SC2086
+    if start_server "$tag.ss-local" "$f" "$lport" ss-local -s 127.0.0.1 -p "$sport" -l "$lport" $ss_opts; then
+      l=$LAUNCHED
+      # shellcheck disable=SC2086
+      if start_server "$tag.ss-tunnel" "$f" "$tport" \
+           ss-tunnel -s 127.0.0.1 -p "$sport" -l "$tport" -L "127.0.0.1:$dport" -u $ss_opts; then
+        t=$LAUNCHED
+        n=$SS_CONNECTIONS
+        for i in $(seq "$n"); do
+          urls="$urls http://127.0.0.1:$hport/small.bin"
+        done
+        for i in $(seq "$n"); do
+          cat "$W/www/small.bin"
+        done | sha256sum > "$W/$tag.want"
+        cpu0=$(( $(tree_cpu_ns "$s") + $(tree_cpu_ns "$l") ))
+        t0=$(date +%s%N)
+        # shellcheck disable=SC2086 # urls: one word per request
+        timeout "$CLIENT_TIMEOUT" curl -sS --socks5-hostname "127.0.0.1:$lport" \
+          -w '%{stderr}%{http_code} %{num_connects}\n' $urls 2> "$W/$tag.curl.w" | sha256sum > "$W/$tag.got"
+        SC_CPU=$(us_per $(( $(tree_cpu_ns "$s") + $(tree_cpu_ns "$l") - cpu0 )) "$n")
+        SC_RPS=$(per_sec "$n" $(( $(date +%s%N) - t0 )))
+        i=$(grep -cx '200 1' "$W/$tag.curl.w")
+        SC_OK=$((SC_OK + i))
+        if [ "$i" -ne "$n" ] || ! cmp -s "$W/$tag.want" "$W/$tag.got"; then
+          SC_BAD=$((SC_BAD + n - i))
+          fail "$tag: $i of $n requests were 200 on a new connection; bodies $(cmp -s "$W/$tag.want" "$W/$tag.got" && echo equal || echo differ)"
+        fi
+        timeout "$CLIENT_TIMEOUT" curl -sS --socks5-hostname "127.0.0.1:$lport" \
+          "http://127.0.0.1:$hport/big.bin" 2> "$W/$tag.curl-big.err" | sha256sum > "$W/$tag.big"
+        if [ "$(sha256sum < "$W/www/big.bin")" = "$(cat "$W/$tag.big")" ]; then
+          SC_OK=$((SC_OK + 1))
+        else
+          SC_BAD=$((SC_BAD + 1))
+          fail "$tag: sha256 of big.bin through SOCKS5 differs ($(head -n 1 "$W/$tag.curl-big.err"))"
+        fi
+        dns_round "$tag.udp" "$tport"
+        dns_round "$tag.tcp" "$tport" +tcp
+        stop_server "$tag.ss-tunnel" "$f" "$t"
+      fi
+      stop_server "$tag.ss-local" "$f" "$l"
+    fi
+    stop_server "$tag.ss-server" "$f" "$s"
+  fi
+  scenario_end
+}
+
+# python3-gevent's WSGI server (pywsgi; gevent's libev loop, greenlets)
+# serving the docroot over HTTP/1.1 to h2load --h1 and curl
+make_gevent_server ()
+{
+  cat > "$W/gevent_server.py" <<'EOP'
+import os
+import sys
+
+import gevent
+from gevent.pywsgi import WSGIServer
+
+port, root = int(sys.argv[1]), sys.argv[2]
+
+def app(env, start):
+    try:
+        with open(os.path.join(root, os.path.basename(env['PATH_INFO'])), 'rb') as f:
+            data = f.read()
+    except OSError:
+        start('404 Not Found', [('Content-Length', '0')])
+        return [b'']
+    start('200 OK', [('Content-Type', 'application/octet-stream'),
+                     ('Content-Length', str(len(data)))])
+    return [data]
+
+sys.stderr.write('gevent %s: libev backend %s\n'
+                 % (gevent.__version__, gevent.get_hub().loop.backend))
+sys.stderr.flush()
+WSGIServer(('127.0.0.1', port), app, log=None).serve_forever()
+EOP
+}
+
+# gevent's own backend names: GEVENT_BACKEND, since it ignores LIBEV_FLAGS
+scenario_gevent ()
+{
+  local f=$1 port tag s gb=epoll
+  [ "$f" != 128 ] || gb=linux_iouring
+  tag=gevent.$f
+  scenario_begin "gevent pywsgi + h2load --h1/curl" "$f" "$f"
+  port=$(free_port)
+  if start_server "$tag.gevent" "$f" "$port" \
+       env GEVENT_BACKEND=$gb "$DEB_PYTHON" "$W/gevent_server.py" "$port" "$W/www"; then
+    s=$LAUNCHED
+    SC_CPU_ROOT=$s
+    h2load_run "$tag.h2load" "$f" "$GEVENT_REQUESTS" "http://127.0.0.1:$port/small.bin" --h1
+    timeout "$CLIENT_TIMEOUT" curl -sS "http://127.0.0.1:$port/big.bin" 2> "$W/$tag.curl.err" \
+      | sha256sum > "$W/$tag.big"
+    if [ "$(sha256sum < "$W/www/big.bin")" = "$(cat "$W/$tag.big")" ]; then
+      SC_OK=$((SC_OK + 1))
+    else
+      SC_BAD=$((SC_BAD + 1))
+      fail "$tag: sha256 of big.bin differs ($(head -n 1 "$W/$tag.curl.err"))"
+    fi
+    stop_server "$tag.gevent" "$f" "$s"
+    grep -q "libev backend $gb\$" "$W/$tag.gevent.err" \
+      || fail "$tag: gevent did not say it runs on $gb: $(grep -m 1 'libev backend' "$W/$tag.gevent.err")"
+  fi
+  scenario_end
+}
+
 print_summary ()
 {
   echo
@@ -588,7 +851,7 @@ check_linked ()
 {
   local prog linked=
   scenario_begin "linked with libev.so.4" - -
-  for prog in nghttpd nghttp h2load nghttpx hitch; do
+  for prog in nghttpd nghttp h2load nghttpx hitch gdnsd ss-server ss-local ss-tunnel; do
     if ldd "$(command -v "$prog")" 2>/dev/null | grep -q 'libev\.so\.4 '; then
       linked="$linked $prog"
       SC_OK=$((SC_OK + 1))
@@ -604,20 +867,32 @@ check_linked ()
 chmod 755 "$W"
 make_docroot
 make_cert
+make_zone
+make_gevent_server
 # hitch drops to nobody, which must read nothing of ours after that, but
 # keep the work directory traversable for the libraries' sake
 chmod 644 "$W/hitch.pem"
 
-check_symbols
-check_linked
-for pair in "128 128" "128 4" "4 128" "4 4"; do
-  scenario_nghttpd $pair
-done
-for f in 128 4; do
-  scenario_nghttpx "$f"
-done
-for f in 128 4; do
-  scenario_hitch "$f"
+# wanted NAME: NAME is in SCENARIOS
+wanted ()
+{
+  case " $SCENARIOS " in *" $1 "*) return 0 ;; esac
+  return 1
+}
+
+! wanted symbols || check_symbols
+! wanted linked || check_linked
+if wanted nghttpd; then
+  for pair in "128 128" "128 4" "4 128" "4 4"; do
+    scenario_nghttpd $pair
+  done
+fi
+for sc in nghttpx hitch gdnsd shadowsocks gevent; do
+  if wanted "$sc"; then
+    for f in 128 4; do
+      "scenario_$sc" "$f"
+    done
+  fi
 done
 
 print_summary
