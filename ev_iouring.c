@@ -774,7 +774,7 @@ iouring_tfd_update (EV_P_ ev_tstamp timeout)
   return iouring_state & EV_IOURING_TFD_POLLED;
 }
 
-/* the one syscall of an iteration: submit, and wait up to timeout for a cqe */
+/* the one syscall of an iteration: submit, and wait up to timeout (> 0) for a cqe */
 inline_speed int
 iouring_enter_wait (EV_P_ ev_tstamp timeout, int tfd)
 {
@@ -782,9 +782,6 @@ iouring_enter_wait (EV_P_ ev_tstamp timeout, int tfd)
   struct ev_io_uring_getevents_arg arg;
   struct pollfd pfd;
   int res;
-
-  if (timeout <= 0.)
-    return iouring_enter_nowait (EV_A);
 
   if (ecb_expect_true (iouring_features & EV_IORING_FEAT_EXT_ARG))
     {
@@ -808,7 +805,7 @@ iouring_enter_wait (EV_P_ ev_tstamp timeout, int tfd)
 
   pfd.fd     = backend_fd;
   pfd.events = POLLIN;
-  return poll (&pfd, 1, (int)(timeout * 1e3));
+  return poll (&pfd, 1, (int)(timeout * 1e3 + .5)); /* whole milliseconds already */
 }
 
 /* a blocking wait, cancellable like epoll_wait (note q) */
@@ -842,21 +839,6 @@ iouring_ring_reset (EV_P)
   iouring_tfd_to      = EV_TSTAMP_HUGE;
 }
 
-/* the epoll set of note l): gone with the ring, or shared with the parent after fork */
-ecb_cold static void
-iouring_epoll_destroy (EV_P)
-{
-  int fd;
-
-  if (iouring_epfd < 0)
-    return;
-
-  close (iouring_epfd);
-  iouring_epfd = -1;
-
-  for (fd = 0; fd < anfdmax; ++fd)
-    anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
-}
 
 /*
  * unmaps the ring and closes ring_fd (< 0: none, or not ours to close).
@@ -866,6 +848,8 @@ iouring_epoll_destroy (EV_P)
 ecb_cold static void
 iouring_ring_destroy (EV_P_ int ring_fd)
 {
+  int fd;
+
   if (iouring_sqes != MAP_FAILED)
     munmap (iouring_sqes, iouring_sq_mask + 1 * sizeof (struct ev_io_uring_sqe));
 
@@ -881,9 +865,17 @@ iouring_ring_destroy (EV_P_ int ring_fd)
   if (iouring_tfd >= 0)
     close (iouring_tfd);
 
-  iouring_tfd = -1;
-  iouring_epoll_destroy (EV_A);
+  /* the epoll set of note l): after fork, it is the parent's too */
+  if (iouring_epfd >= 0)
+    close (iouring_epfd);
+
+  iouring_tfd  = -1;
+  iouring_epfd = -1;
   iouring_ring_reset (EV_A);
+
+  /* fd_rearm_all, or destroy, comes next */
+  for (fd = 0; fd < anfdmax; ++fd)
+    anfds [fd].eflags = 0;
 }
 
 /*
