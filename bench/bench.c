@@ -26,6 +26,12 @@
  *   pingpong  one byte bounced between this process and a forked peer over
  *             a socketpair (-k pipe: a pair of pipes), each with its own loop
  *             on the same backend.
+ *   tonly     n repeating timers, each every 1-20 ms (random), no fds: a
+ *             round is one expiry, so loops per round is wakeups per timer;
+ *             stderr gets the mean and largest lateness past the deadline.
+ *   wchurn    n socketpairs; a EV_WRITE watchers started per iteration
+ *             (EVRUN_ONCE), each stopped in its callback, as a server does
+ *             around a write that would block.
  *
  * Output: one tab-separated line per measured phase on stdout:
  *   workload params backend rounds loops wall_s cpu_s usec_per_round
@@ -405,6 +411,111 @@ bench_timers_run (const char *params)
 }
 
 /*****************************************************************************/
+/* tonly: timers only, each at its own 1-20 ms period */
+
+static ev_tstamp *tonly_due;
+static double tonly_late_sum, tonly_late_max;
+static long tonly_left, tonly_count;
+
+static void
+tonly_cb (EV_P_ ev_timer *w, int revents)
+{
+  int i = (int)(w - tms);
+  double late = ev_time () - tonly_due [i];
+
+  (void)revents;
+
+  tonly_late_sum += late;
+  if (late > tonly_late_max)
+    tonly_late_max = late;
+  ++tonly_count;
+
+  tonly_due [i] += w->repeat;
+
+  if (!--tonly_left)
+    ev_break (EV_A_ EVBREAK_ALL);
+}
+
+static void
+bench_tonly (const char *params)
+{
+  struct meter m0, m1;
+  unsigned int it0;
+  int i;
+
+  tms       = calloc (bench_n, sizeof (ev_timer));
+  tonly_due = calloc (bench_n, sizeof (ev_tstamp));
+
+  if (!tms || !tonly_due)
+    die ("calloc");
+
+  ev_now_update (loop);
+
+  for (i = 0; i < bench_n; ++i)
+    {
+      ev_tstamp every = 1e-3 * (1 + (int)(drand48 () * 20.)); /* 1 to 20 ms */
+
+      ev_timer_init (&tms [i], tonly_cb, every, every);
+      ev_timer_start (loop, &tms [i]);
+      tonly_due [i] = ev_now (loop) + every;
+    }
+
+  tonly_left = bench_rounds;
+  it0 = ev_iteration (loop);
+  meter_read (&m0);
+  ev_run (loop, 0);
+  meter_read (&m1);
+
+  fprintf (stderr, "tonly: lateness mean %.0f us, max %.0f us over %ld expiries\n",
+           1e6 * tonly_late_sum / tonly_count, 1e6 * tonly_late_max, tonly_count);
+  report ("tonly", params, bench_rounds, ev_iteration (loop) - it0,
+          meter_wall (&m0, &m1), rusage_cpu (&m1.ru) - rusage_cpu (&m0.ru));
+}
+
+/*****************************************************************************/
+/* wchurn: a write watcher started, and stopped in its callback */
+
+static void
+wchurn_cb (EV_P_ ev_io *w, int revents)
+{
+  (void)revents;
+  ev_io_stop (EV_A_ w);
+}
+
+static void
+bench_wchurn (const char *params)
+{
+  struct meter m0, m1;
+  unsigned int it0;
+  int r, i, next = 0;
+
+  fds_open (bench_n, 1);
+
+  for (i = 0; i < bench_n; ++i)
+    ev_io_init (&ios [i], wchurn_cb, fds [2 * i], EV_WRITE);
+
+  it0 = ev_iteration (loop);
+  meter_read (&m0);
+
+  for (r = 0; r < bench_rounds; ++r)
+    {
+      for (i = 0; i < bench_a; ++i)
+        {
+          ev_io_start (loop, &ios [next]);
+
+          if (++next == bench_n)
+            next = 0;
+        }
+
+      ev_run (loop, EVRUN_ONCE);
+    }
+
+  meter_read (&m1);
+  report ("wchurn", params, bench_rounds, ev_iteration (loop) - it0,
+          meter_wall (&m0, &m1), rusage_cpu (&m1.ru) - rusage_cpu (&m0.ru));
+}
+
+/*****************************************************************************/
 /* poll0 and idle: nothing ready */
 
 static int idle_ticks;
@@ -602,7 +713,7 @@ bench_pingpong (const char *params)
 static void
 usage (void)
 {
-  fputs ("usage: bench [-DH] [-b flags] [-w chain|churn|timers|poll0|idle|pingpong]\n"
+  fputs ("usage: bench [-DH] [-b flags] [-w chain|churn|timers|poll0|idle|pingpong|tonly|wchurn]\n"
          "             [-n fds] [-a active] [-W writes] [-i rounds] [-o] [-T] [-k socket|pipe]\n"
          "  -b  backend flags for ev_loop_new: 4 epoll, 128 io_uring (default 4)\n"
          "  -n  number of fds/watchers (timers: number of timers)\n"
@@ -659,7 +770,8 @@ main (int argc, char *argv [])
   if (!strcmp (bench_workload, "chain"))
     snprintf (params, sizeof (params), "n=%d,a=%d,w=%d,%s,timers=%d",
               bench_n, bench_a, bench_w, bench_once ? "once" : "nowait", bench_timers);
-  else if (!strcmp (bench_workload, "churn") || !strcmp (bench_workload, "timers"))
+  else if (!strcmp (bench_workload, "churn") || !strcmp (bench_workload, "timers")
+           || !strcmp (bench_workload, "wchurn"))
     snprintf (params, sizeof (params), "n=%d,a=%d", bench_n, bench_a);
   else if (!strcmp (bench_workload, "poll0"))
     snprintf (params, sizeof (params), "n=%d", bench_n);
@@ -667,6 +779,8 @@ main (int argc, char *argv [])
     snprintf (params, sizeof (params), "n=%d,timer=1ms", bench_n);
   else if (!strcmp (bench_workload, "pingpong"))
     snprintf (params, sizeof (params), "%s", bench_pipes ? "pipe" : "socketpair");
+  else if (!strcmp (bench_workload, "tonly"))
+    snprintf (params, sizeof (params), "n=%d,1-20ms", bench_n);
   else
     usage ();
 
@@ -699,6 +813,10 @@ main (int argc, char *argv [])
     bench_idle ("poll0", params, 0);
   else if (!strcmp (bench_workload, "idle"))
     bench_idle ("idle", params, 1);
+  else if (!strcmp (bench_workload, "tonly"))
+    bench_tonly (params);
+  else if (!strcmp (bench_workload, "wchurn"))
+    bench_wchurn (params);
   else
     bench_pingpong (params);
 

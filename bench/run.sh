@@ -101,6 +101,9 @@ Q|-w idle -n 10|200|100|50
 -|-w idle -n 1000|200|100|50
 Q|-w pingpong -k socketpair|20000|5000|1000
 -|-w pingpong -k pipe|20000|5000|1000
+Q|-w tonly -n 100|20000|5000|2000
+Q|-w wchurn -n 100 -a 100|4000|1000|200
+-|-w wchurn -n 1000 -a 10|20000|5000|1000
 EOF
 }
 
