@@ -1227,9 +1227,12 @@ iouring_repair (EV_P)
 /*****************************************************************************/
 /* poll, init, destroy, fork */
 
-/* a new ring (or epoll) with every fd armed anew; 1 when epoll took over this poll */
+/*
+ * a new ring (or epoll) with every fd armed anew; 1 when epoll took over
+ * this poll, without waiting: events reaped before may be pending.
+ */
 ecb_noinline ecb_cold static int
-iouring_poll_repair (EV_P_ ev_tstamp timeout)
+iouring_poll_repair (EV_P)
 {
   iouring_repair (EV_A);
   fd_reify (EV_A);
@@ -1237,7 +1240,7 @@ iouring_poll_repair (EV_P_ ev_tstamp timeout)
   if (backend == EVBACKEND_IOURING)
     return 0;
 
-  backend_poll (EV_A_ timeout);
+  backend_poll (EV_A_ 0.);
   return 1;
 }
 
@@ -1265,7 +1268,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
 
   if (ecb_expect_false (iouring_forked (EV_A) || iouring_refused
                         || iouring_state & (EV_IOURING_GROW | EV_IOURING_EPOLL_STALE))
-      && iouring_poll_repair (EV_A_ timeout))
+      && iouring_poll_repair (EV_A))
     return;
 
   /* every sqe of this iteration is taken before we decide to block (note o) */
@@ -1280,7 +1283,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
   /* taking those sqes was refused: the new ring has no reserved polls, so no waiting */
   if (ecb_expect_false (iouring_refused))
     {
-      if (iouring_poll_repair (EV_A_ timeout))
+      if (iouring_poll_repair (EV_A))
         return;
 
       timeout = 0.;
