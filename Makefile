@@ -58,7 +58,7 @@ SONAME        = libev.so.4
 SOFILE        = libev.so.4.0.0
 
 # keep sorted; a name without tests/test_<name>.c yet is skipped
-TESTS = abi chain close differential embed fallback files fork hostile init io limits modify overflow threads timeout watchers
+TESTS = abi chain close differential embed fallback files fork hostile init io limits modify overflow threads tier timeout watchers
 VALGRIND_TESTS = fork io modify timeout
 
 have_test    = $(if $(wildcard $(srcdir)/tests/common.c),$(if $(wildcard $(srcdir)/tests/test_$(1).c),$(1)))
