@@ -314,15 +314,16 @@ iouring_enter_nowait (EV_P)
   return iouring_enter (EV_A_ 0, EV_IORING_ENTER_GETEVENTS, 0, 0);
 }
 
-/*****************************************************************************/
-/* completion */
-
+/* a poll's mask as libev's events; epoll's are the same bits on linux */
 inline_size int
 iouring_poll_to_ev (int res)
 {
   return (res & (POLLOUT | POLLERR | POLLHUP) ? EV_WRITE : 0)
        | (res & (POLLIN  | POLLERR | POLLHUP) ? EV_READ  : 0);
 }
+
+/*****************************************************************************/
+/* the epoll set of idle fds (note l), polled on the ring like any fd */
 
 /* the epoll set's poll completed: collect its events, level-triggered (note l) */
 ecb_cold static void
@@ -344,25 +345,6 @@ iouring_epoll_reap (EV_P)
         fd_event (EV_A_ fd, iouring_poll_to_ev ((int)events [i].events));
       else
         iouring_state |= EV_IOURING_EPOLL_STALE; /* a file we no longer own */
-    }
-}
-
-/* a cqe for one of our own requests (removals, the timerfd, the epoll set) */
-ecb_cold static void
-iouring_cqe_reserved (EV_P_ const struct ev_io_uring_cqe *cqe)
-{
-  /* removals answer -ENOENT or -EALREADY when the poll completed first, which is fine */
-  if (cqe->user_data == IOURING_UDATA_TIMERFD)
-    {
-      iouring_state &= ~EV_IOURING_TFD_POLLED;
-      iouring_tfd_to = EV_TSTAMP_HUGE;
-    }
-  else if (cqe->user_data == IOURING_UDATA_EPOLL)
-    {
-      iouring_state &= ~EV_IOURING_EPFD_POLLED;
-
-      if (iouring_epfd >= 0)
-        iouring_epoll_reap (EV_A);
     }
 }
 
@@ -401,6 +383,28 @@ iouring_epoll_del (EV_P_ int fd)
 
   /* EBADF: closed, but a dup may keep the item alive; its events tell (note l) */
   epoll_ctl (iouring_epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
+/*****************************************************************************/
+/* completion */
+
+/* a cqe for one of our own requests (removals, the timerfd, the epoll set) */
+ecb_cold static void
+iouring_cqe_reserved (EV_P_ const struct ev_io_uring_cqe *cqe)
+{
+  /* removals answer -ENOENT or -EALREADY when the poll completed first, which is fine */
+  if (cqe->user_data == IOURING_UDATA_TIMERFD)
+    {
+      iouring_state &= ~EV_IOURING_TFD_POLLED;
+      iouring_tfd_to = EV_TSTAMP_HUGE;
+    }
+  else if (cqe->user_data == IOURING_UDATA_EPOLL)
+    {
+      iouring_state &= ~EV_IOURING_EPFD_POLLED;
+
+      if (iouring_epfd >= 0)
+        iouring_epoll_reap (EV_A);
+    }
 }
 
 /* a poll failed: the fd is bad (-EBADF) or the kernel gave up on it */
@@ -691,35 +695,6 @@ iouring_poll_reserved (EV_P_ int fd, uint64_t user_data, int flag)
     {
       iouring_prep_poll_add (sqe, fd, iouring_poll_mask (EV_READ), user_data);
       iouring_state |= flag;
-    }
-}
-
-/*
- * note m): ev_run returns; a removal still queued in fdchanges (ev_io_stop,
- * then ev_break) keeps its file open until the loop runs again, which may
- * be never. submit such removals now, and nothing else costs a syscall.
- */
-ecb_cold static void
-iouring_run_exit (EV_P)
-{
-  int i;
-
-  if (backend != EVBACKEND_IOURING || iouring_forked (EV_A))
-    return;
-
-  for (i = 0; i < fdchangecnt; ++i)
-    {
-      int fd = fdchanges [i];
-
-      if (anfds [fd].emask && !anfds [fd].head)
-        {
-          fd_reify (EV_A);
-
-          if (iouring_sq_pending (EV_A) && iouring_enter_nowait (EV_A) < 0)
-            iouring_enter_error (EV_A);
-
-          return;
-        }
     }
 }
 
@@ -1063,7 +1038,7 @@ iouring_ring_new (EV_P_ unsigned int min)
 }
 
 /*****************************************************************************/
-/* fallback: bigger or new rings and the switch to epoll, all at the start of iouring_poll */
+/* fallback: bigger or new rings and the switch to epoll, only from iouring_poll and iouring_fork */
 
 /* the new file behind backend_fd takes the old number, so ev_embed keeps watching it (note o) */
 ecb_cold static void
@@ -1225,7 +1200,7 @@ iouring_repair (EV_P)
 }
 
 /*****************************************************************************/
-/* poll, init, destroy, fork */
+/* poll, init, destroy, fork, and the end of ev_run */
 
 /*
  * a new ring (or epoll) with every fd armed anew; 1 when epoll took over
@@ -1398,6 +1373,35 @@ iouring_init (EV_P_ int flags)
   backend_poll    = iouring_poll;
 
   return EVBACKEND_IOURING;
+}
+
+/*
+ * note m): ev_run returns; a removal still queued in fdchanges (ev_io_stop,
+ * then ev_break) keeps its file open until the loop runs again, which may
+ * be never. submit such removals now, and nothing else costs a syscall.
+ */
+ecb_cold static void
+iouring_run_exit (EV_P)
+{
+  int i;
+
+  if (backend != EVBACKEND_IOURING || iouring_forked (EV_A))
+    return;
+
+  for (i = 0; i < fdchangecnt; ++i)
+    {
+      int fd = fdchanges [i];
+
+      if (anfds [fd].emask && !anfds [fd].head)
+        {
+          fd_reify (EV_A);
+
+          if (iouring_sq_pending (EV_A) && iouring_enter_nowait (EV_A) < 0)
+            iouring_enter_error (EV_A);
+
+          return;
+        }
+    }
 }
 
 /* called before ev.c would close backend_fd: we close it, after draining the ring (note m) */
