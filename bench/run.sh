@@ -46,7 +46,7 @@ LOG=$OUT/run.log
 
 printf 'variant\trep\tstatus\tworkload\tparams\tbackend\trounds\tloops\twall_s\tcpu_s\tusec_per_round\n' >"$TSV"
 printf 'variant\tworkload\tparams\tsys_per_loop\tall_per_loop\ttop_syscalls\n' >"$SYS"
-printf 'variant\trep\tstatus\treq_per_s\tlibev_backend\n' >"$SRV"
+printf 'variant\trep\tstatus\treq_per_s\tlibev_backend\tcpu_us_per_req\n' >"$SRV"
 : >"$LOG"
 
 now () { date +%s.%N; }

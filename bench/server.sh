@@ -4,8 +4,10 @@
 #   ours   LD_LIBRARY_PATH=BUILD_DIR (our libev.so.4), LIBEV_FLAGS=128
 #   epoll  LD_LIBRARY_PATH=BUILD_DIR, LIBEV_FLAGS=4
 #   orig   Debian's libev.so.4 (4.33, no Debian patches), LIBEV_FLAGS=128
-# Prints "variant rep status req_per_s backend" lines (tab-separated); the
-# backend is read from the server's /proc/PID/fd ([io_uring] or [eventpoll]).
+# Prints "variant rep status req_per_s backend cpu_us_per_req" lines
+# (tab-separated); the backend is read from the server's /proc/PID/fd
+# ([io_uring] or [eventpoll]); the server's CPU time is the sum of its
+# threads' on-CPU time (/proc/PID/task/*/schedstat) across the h2load run.
 # Exits 77 when nghttpd or h2load is missing.
 
 set -u
@@ -42,6 +44,11 @@ backend_of () {
     END { print (u ? "io_uring" : (e ? "epoll" : "unknown")) }'
 }
 
+# nanoseconds on CPU of every thread of a process
+oncpu_ns () {
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'
+}
+
 one () {
   v=$1 rep=$2
 
@@ -58,7 +65,7 @@ one () {
   while ! listening; do
     i=$((i + 1))
     if [ $i -gt 50 ] || ! kill -0 "$tpid" 2>/dev/null; then
-      printf '%s\t%s\tfailed\t-\t-\n' "$v" "$rep"
+      printf '%s\t%s\tfailed\t-\t-\t-\n' "$v" "$rep"
       kill "$tpid" 2>/dev/null
       wait "$tpid" 2>/dev/null
       return
@@ -69,8 +76,11 @@ one () {
   spid=$(pgrep -P "$tpid" nghttpd | head -1)
   be=$(backend_of "${spid:-0}")
 
+  c0=$(oncpu_ns "${spid:-0}")
   out=$(timeout 60 "$@" h2load -n "$N" -c 8 -m 10 -t 1 "$URL" 2>&1)
   rc=$?
+  c1=$(oncpu_ns "${spid:-0}")
+  cpr=$(awk -v a="$c0" -v b="$c1" -v n="$N" 'BEGIN { printf "%.3f", (b - a) / n / 1000 }')
   rps=$(echo "$out" | sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p')
   ok=$(echo "$out" | sed -n 's/^requests: .* \([0-9]*\) succeeded.*/\1/p')
 
@@ -83,7 +93,7 @@ one () {
     st=ok
   fi
 
-  printf '%s\t%s\t%s\t%s\t%s\n' "$v" "$rep" "$st" "${rps:--}" "$be"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$v" "$rep" "$st" "${rps:--}" "$be" "$cpr"
 
   kill "$tpid" 2>/dev/null
   wait "$tpid" 2>/dev/null
