@@ -1,11 +1,13 @@
 # ev_iouring: libev 4.33 + patches/ + ev_iouring.c, built without recursion.
 #
 #   make                 library, headers, libev.pc, test binaries; runs the demo
-#   make check           runs the cmocka tests (exit 77 = SKIP)
+#   make check           the cmocka tests against libev.a (exit 77 = SKIP)
 #   make check-unprivileged  the same as nobody with Debian's default limits
 #                        (memlock 8 MiB, nofile 1024), when run as root
-#   make ci              check-patches check-warnings check-symbols check
-#                        check-asan check-valgrind
+#   make check-asan      the same tests and libev, built with ASan and UBSan
+#   make ci              what .ci/run runs: the static checks, check-embed,
+#                        check-programs, check-asan, check-valgrind, check
+#   make bench           benchmark against libev 4.33 as released
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make deb             libev4/libev-dev .debs from Debian's libev source, in $(B)/deb
 #   make check-deb       installs them over Debian's, checks, puts Debian's back (root)
@@ -41,30 +43,30 @@ EV_OPT       = -g -O2
 EV_DEFS      = -DHAVE_CONFIG_H
 EV_INC       = -I$(B)/libev
 TEST_OPT     = -g -O1
-TEST_DEFS    = -DEV_IOURING_TEST_HOOKS=1
 TEST_INC     = -I$(B)/libev -I$(srcdir)/tests -I$(srcdir)
 TEST_WARN    = -Wall -Wextra -Wno-unused-parameter
 # ev.h's ev_init casts trip -Wstrict-aliasing at -O2
 DEMO_WARN    = -Wall -Wextra -Wno-strict-aliasing
 ASAN_FLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ALL_CFLAGS   = $(EV_OPT) $(EV_DEFS) $(EV_INC) $(CPPFLAGS) $(CFLAGS)
-TEST_CFLAGS  = $(TEST_OPT) $(TEST_DEFS) $(EV_DEFS) $(EV_INC) $(CPPFLAGS) $(CFLAGS)
 TEST_PCFLAGS = $$($(PKG_CONFIG) --cflags cmocka liburing)
+TEST_CFLAGS  = $(TEST_OPT) $(TEST_WARN) $(TEST_INC) $(TEST_PCFLAGS) $(CPPFLAGS) $(CFLAGS)
 TEST_PCLIBS  = $$($(PKG_CONFIG) --libs cmocka liburing)
-TEST_LIBS    = -lpthread -lm
+TEST_LIBS    = -lpthread -lm -ldl
 
 LIBEV_VERSION = 4.33
 SONAME        = libev.so.4
 SOFILE        = libev.so.4.0.0
 
-# keep sorted; a name without tests/test_<name>.c yet is skipped
+# keep sorted: tests/test_<name>.c
 TESTS = abi chain close differential embed fallback files fork hostile init io limits modify overflow threads tier timeout watchers
 VALGRIND_TESTS = fork io modify timeout
 
-have_test    = $(if $(wildcard $(srcdir)/tests/common.c),$(if $(wildcard $(srcdir)/tests/test_$(1).c),$(1)))
-TESTS_BUILT  = $(strip $(foreach t,$(TESTS),$(call have_test,$(t))))
-TESTS_VG     = $(strip $(foreach t,$(VALGRIND_TESTS),$(call have_test,$(t))))
+# linked into every test binary: fixtures, and the fake kernel in front of libev.a
+TEST_COMMON  = common fakekernel
 TEST_HEADERS = $(wildcard $(srcdir)/tests/*.h)
+
+LIBEV_OBJ = ev event
 
 PATCHES = $(addprefix $(srcdir)/patches/,$(shell cat $(srcdir)/patches/series 2>/dev/null))
 HEADERS = ev.h ev++.h event.h
@@ -78,14 +80,14 @@ Q = $(if $(filter 1,$(V)),,@)
 DEPS = PKG_CONFIG='$(PKG_CONFIG)' sh $(srcdir)/tools/deps.sh
 
 .PHONY: all lib demo tests check check-asan check-valgrind check-warnings \
-        check-patches check-symbols check-programs check-embed check-unprivileged ci check-all \
+        check-patches check-symbols check-programs check-embed check-unprivileged ci \
         bench bench-plot bench-features install uninstall clean deb check-deb
 
 all: lib tests demo
 
 lib: $(B)/libev.a $(B)/$(SONAME) $(B)/libev.so $(addprefix $(B)/include/,$(HEADERS)) $(B)/libev.pc
 
-$(B) $(B)/obj/pic $(B)/obj/static $(B)/include $(B)/demo $(B)/test $(B)/test-asan $(B)/bench:
+$(B) $(B)/include $(B)/demo $(B)/test $(B)/test-asan $(B)/bench:
 	$(Q)mkdir -p $@
 
 #############################################################################
@@ -120,24 +122,30 @@ EV_C_DEPS    = $(B)/libev/.patched $(B)/libev/config.h $(B)/libev/ev_iouring.c $
 EVENT_C_DEPS = $(B)/libev/.patched $(B)/libev/config.h
 
 #############################################################################
-# product: libev.a (non-PIC, like libtool's) and libev.so.4 (PIC)
+# product: libev.a (non-PIC, like libtool's) and libev.so.4 (PIC); the
+# ASan tests' libev.a is the same ev.c and event.c with the sanitizers
 
-$(B)/obj/static/ev.o: $(EV_C_DEPS) | $(B)/obj/static
-	$(call quiet,CC,$@)$(CC) $(ALL_CFLAGS) -c -o $@ $(B)/libev/ev.c
+# $(B)/obj/<flavour>/<ev|event>.o.  asan is -O1, as ASan advises: at -O2 a
+# thread that pthread_cancel unwinds out of ev_run leaves redzones poisoned,
+# and ASan reports its own thread exit (test_threads_cancel)
+OBJ_FLAGS_static = $(ALL_CFLAGS)
+OBJ_FLAGS_pic    = $(ALL_CFLAGS) -fPIC
+OBJ_FLAGS_asan   = $(TEST_OPT) $(EV_DEFS) $(EV_INC) $(CPPFLAGS) $(CFLAGS) $(ASAN_FLAGS)
 
-$(B)/obj/static/event.o: $(EVENT_C_DEPS) | $(B)/obj/static
-	$(call quiet,CC,$@)$(CC) $(ALL_CFLAGS) -c -o $@ $(B)/libev/event.c
+$(B)/obj/%.o:
+	$(Q)mkdir -p $(@D)
+	$(call quiet,CC,$@)$(CC) $(OBJ_FLAGS_$(*D)) -c -o $@ $(B)/libev/$(*F).c
 
-$(B)/obj/pic/ev.o: $(EV_C_DEPS) | $(B)/obj/pic
-	$(call quiet,CC,$@)$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $(B)/libev/ev.c
+$(foreach f,static pic asan,$(B)/obj/$(f)/ev.o):    $(EV_C_DEPS)
+$(foreach f,static pic asan,$(B)/obj/$(f)/event.o): $(EVENT_C_DEPS)
 
-$(B)/obj/pic/event.o: $(EVENT_C_DEPS) | $(B)/obj/pic
-	$(call quiet,CC,$@)$(CC) $(ALL_CFLAGS) -fPIC -c -o $@ $(B)/libev/event.c
-
-$(B)/libev.a: $(B)/obj/static/ev.o $(B)/obj/static/event.o
+$(B)/libev.a:      $(LIBEV_OBJ:%=$(B)/obj/static/%.o)
+$(B)/asan/libev.a: $(LIBEV_OBJ:%=$(B)/obj/asan/%.o)
+$(B)/libev.a $(B)/asan/libev.a:
+	$(Q)mkdir -p $(@D)
 	$(call quiet,AR,$@)rm -f $@ && $(AR) rcs $@ $^
 
-$(B)/$(SOFILE): $(B)/obj/pic/ev.o $(B)/obj/pic/event.o
+$(B)/$(SOFILE): $(LIBEV_OBJ:%=$(B)/obj/pic/%.o)
 	$(call quiet,LD,$@)$(CC) $(EV_OPT) $(CFLAGS) -shared -Wl,-soname,$(SONAME) $(LDFLAGS) -o $@ $^ -lm $(LDLIBS)
 
 $(B)/$(SONAME): $(B)/$(SOFILE)
@@ -175,62 +183,51 @@ demo: $(B)/demo/demo
 	$(Q)LIBEV_IOURING_VERBOSE=1 $(B)/demo/demo
 
 #############################################################################
-# tests: libev-test.a (test hooks compiled in) and one binary per tests/test_<name>.c
+# tests: one binary per tests/test_<name>.c, linked against the libev.a that
+# ships (check-asan: its ASan build); fakekernel.o fakes older kernels
 
 $(B)/test/.deps $(B)/test-asan/.deps: | $(B)/test $(B)/test-asan
 	$(Q)$(DEPS) pkg-config pc:cmocka pc:liburing
 	$(Q)touch $@
 
-$(B)/test/ev.o: $(EV_C_DEPS) | $(B)/test
-	$(call quiet,CC,$@)$(CC) $(TEST_CFLAGS) -c -o $@ $(B)/libev/ev.c
+TEST_SRC_DEPS = $(TEST_HEADERS) $(srcdir)/ev_iouring_abi.h $(B)/libev/.patched
 
-$(B)/test/event.o: $(EVENT_C_DEPS) | $(B)/test
-	$(call quiet,CC,$@)$(CC) $(TEST_CFLAGS) -c -o $@ $(B)/libev/event.c
+$(B)/test/%.o: $(srcdir)/tests/%.c $(TEST_SRC_DEPS) | $(B)/test/.deps
+	$(call quiet,CC,$@)$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-$(B)/test-asan/ev.o: $(EV_C_DEPS) | $(B)/test-asan
-	$(call quiet,CC,$@)$(CC) $(TEST_CFLAGS) $(ASAN_FLAGS) -c -o $@ $(B)/libev/ev.c
+$(B)/test-asan/%.o: $(srcdir)/tests/%.c $(TEST_SRC_DEPS) | $(B)/test-asan/.deps
+	$(call quiet,CC,$@)$(CC) $(TEST_CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
 
-$(B)/test-asan/event.o: $(EVENT_C_DEPS) | $(B)/test-asan
-	$(call quiet,CC,$@)$(CC) $(TEST_CFLAGS) $(ASAN_FLAGS) -c -o $@ $(B)/libev/event.c
+$(TESTS:%=$(B)/test/test_%): $(B)/test/%: $(B)/test/%.o $(TEST_COMMON:%=$(B)/test/%.o) $(B)/libev.a
+	$(call quiet,CCLD,$@)$(CC) $(TEST_OPT) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(TEST_PCLIBS) $(TEST_LIBS) $(LDLIBS)
 
-$(B)/test/libev-test.a $(B)/test-asan/libev-test.a: $(B)/%/libev-test.a: $(B)/%/ev.o $(B)/%/event.o
-	$(call quiet,AR,$@)rm -f $@ && $(AR) rcs $@ $^
+$(TESTS:%=$(B)/test-asan/test_%): $(B)/test-asan/%: $(B)/test-asan/%.o $(TEST_COMMON:%=$(B)/test-asan/%.o) $(B)/asan/libev.a
+	$(call quiet,CCLD,$@)$(CC) $(TEST_OPT) $(ASAN_FLAGS) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(TEST_PCLIBS) $(TEST_LIBS) $(LDLIBS)
 
-TEST_SRC_DEPS = $(srcdir)/tests/common.c $(TEST_HEADERS) $(srcdir)/ev_iouring_abi.h $(B)/libev/.patched
-
-$(B)/test/test_%: $(srcdir)/tests/test_%.c $(TEST_SRC_DEPS) $(B)/test/libev-test.a $(B)/test/.deps
-	$(call quiet,CCLD,$@)$(CC) $(TEST_OPT) $(TEST_DEFS) $(TEST_WARN) $(TEST_INC) $(TEST_PCFLAGS) $(CPPFLAGS) $(CFLAGS) \
-	  -o $@ $< $(srcdir)/tests/common.c $(B)/test/libev-test.a $(LDFLAGS) $(TEST_PCLIBS) $(TEST_LIBS) $(LDLIBS)
-
-$(B)/test-asan/test_%: $(srcdir)/tests/test_%.c $(TEST_SRC_DEPS) $(B)/test-asan/libev-test.a $(B)/test-asan/.deps
-	$(call quiet,CCLD,$@)$(CC) $(TEST_OPT) $(TEST_DEFS) $(TEST_WARN) $(ASAN_FLAGS) $(TEST_INC) $(TEST_PCFLAGS) $(CPPFLAGS) $(CFLAGS) \
-	  -o $@ $< $(srcdir)/tests/common.c $(B)/test-asan/libev-test.a $(LDFLAGS) $(TEST_PCLIBS) $(TEST_LIBS) $(LDLIBS)
-
-tests: $(B)/test/libev-test.a $(TESTS_BUILT:%=$(B)/test/test_%)
+tests: $(TESTS:%=$(B)/test/test_%)
 
 RUN_TESTS = TEST_TIMEOUT='$(TEST_TIMEOUT)' sh $(srcdir)/tools/run-tests.sh
 
 check: tests
-	$(Q)$(RUN_TESTS) $(B)/test $(TESTS_BUILT)
+	$(Q)$(RUN_TESTS) $(B)/test $(TESTS)
 
 # as root: as $(UNPRIV_USER) with memlock 8 MiB and nofile 1024, from a copy
 # in a fresh temporary directory; otherwise as this user, with its limits
 check-unprivileged: tests
 	$(Q)$(DEPS) setpriv prlimit
 	$(Q)UNPRIV_USER='$(UNPRIV_USER)' UNPRIV_GROUP='$(UNPRIV_GROUP)' TEST_TIMEOUT='$(TEST_TIMEOUT)' \
-	  sh $(srcdir)/tools/run-unprivileged.sh $(B)/test $(TESTS_BUILT)
+	  sh $(srcdir)/tools/run-unprivileged.sh $(B)/test $(TESTS)
 
-check-asan: $(B)/test-asan/libev-test.a $(TESTS_BUILT:%=$(B)/test-asan/test_%)
+check-asan: $(TESTS:%=$(B)/test-asan/test_%)
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(RUN_TESTS) $(B)/test-asan $(TESTS_BUILT)
+	  $(RUN_TESTS) $(B)/test-asan $(TESTS)
 
 # valgrind: definite leaks and memory errors fail; open fds are reported only
-VALGRIND_RUN = $(VALGRIND) -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
-  --track-fds=yes $(if $(wildcard $(srcdir)/tests/valgrind.supp),--suppressions=$(srcdir)/tests/valgrind.supp)
+VALGRIND_RUN = $(VALGRIND) -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite --track-fds=yes
 
-check-valgrind: $(TESTS_VG:%=$(B)/test/test_%)
+check-valgrind: $(VALGRIND_TESTS:%=$(B)/test/test_%)
 	$(Q)$(DEPS) valgrind
-	$(Q)RUN_WRAPPER='$(VALGRIND_RUN)' TEST_TIMEOUT=1800 sh $(srcdir)/tools/run-tests.sh $(B)/test $(TESTS_VG)
+	$(Q)RUN_WRAPPER='$(VALGRIND_RUN)' TEST_TIMEOUT=1800 sh $(srcdir)/tools/run-tests.sh $(B)/test $(VALGRIND_TESTS)
 
 #############################################################################
 # static checks
@@ -248,7 +245,6 @@ check-patches: $(B)/libev-$(LIBEV_VERSION)/.pristine $(B)/libev/config.h
 
 # the CI: README's test command
 ci: check-patches check-warnings check-symbols check-embed check-programs check-asan check-valgrind check
-check-all: ci
 
 #############################################################################
 # other helpers' targets

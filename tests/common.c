@@ -1,6 +1,6 @@
 /*
- * common.c: the test hooks' definitions, the kernel probe, the loop fixtures
- * and the fd helpers shared by tests/test_*.c.  see common.h.
+ * common.c: the kernel probe, the loop fixtures and the fd helpers shared
+ * by tests/test_*.c.  see common.h.
  */
 
 #define _GNU_SOURCE 1
@@ -25,14 +25,13 @@
 #include "common.h"
 
 /*****************************************************************************/
-/* test hooks: defined by libev-test.a (ev_iouring.c), declared in common.h */
+/* the fake kernel's inputs: defined by fakekernel.c */
 
 void
 test_hooks_reset (void)
 {
   ev_iouring_test_nofeat      = 0;
   ev_iouring_test_nosetup     = 0;
-  ev_iouring_test_noregister  = 0;
   ev_iouring_test_setup_errno = 0;
   ev_iouring_test_setup_max   = 0;
   ev_iouring_test_enter_errno = 0;
@@ -241,29 +240,31 @@ test_probe_pollout (void)
    | EV_IORING_FEAT_NODROP | EV_IORING_FEAT_CQE_SKIP                   \
    | EV_IORING_FEAT_NO_IOWAIT)
 
-const struct test_mode test_mode_iouring      = { "iouring", EVBACKEND_IOURING, 0, 0, 0 };
-const struct test_mode test_mode_epoll        = { "epoll", EVBACKEND_EPOLL, 0, 0, 0 };
-const struct test_mode test_mode_noextarg     = { "noextarg", EVBACKEND_IOURING, EV_IORING_FEAT_EXT_ARG, 0, 0 };
-const struct test_mode test_mode_nosinglemmap = { "nosinglemmap", EVBACKEND_IOURING, EV_IORING_FEAT_SINGLE_MMAP, 0, 0 };
-const struct test_mode test_mode_nocqsize     = { "nocqsize", EVBACKEND_IOURING, 0, EV_IORING_SETUP_CQSIZE, 0 };
-const struct test_mode test_mode_nonodrop     = { "nonodrop", EVBACKEND_IOURING, EV_IORING_FEAT_NODROP, 0, 0 };
+const struct test_mode test_mode_iouring      = { "iouring", EVBACKEND_IOURING, 0, 0 };
+const struct test_mode test_mode_epoll        = { "epoll", EVBACKEND_EPOLL, 0, 0 };
+const struct test_mode test_mode_noextarg     = { "noextarg", EVBACKEND_IOURING, EV_IORING_FEAT_EXT_ARG, 0 };
+const struct test_mode test_mode_nosinglemmap = { "nosinglemmap", EVBACKEND_IOURING, EV_IORING_FEAT_SINGLE_MMAP, 0 };
+const struct test_mode test_mode_nocqsize     = { "nocqsize", EVBACKEND_IOURING, 0, EV_IORING_SETUP_CQSIZE };
+const struct test_mode test_mode_nonodrop     = { "nonodrop", EVBACKEND_IOURING, EV_IORING_FEAT_NODROP, 0 };
 const struct test_mode test_mode_nocoop       = { "nocoop", EVBACKEND_IOURING, 0,
-                                                  EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG, 0 };
-const struct test_mode test_mode_nosqarray    = { "nosqarray", EVBACKEND_IOURING, 0, EV_IORING_SETUP_NO_SQARRAY, 0 };
-const struct test_mode test_mode_nocqeskip    = { "nocqeskip", EVBACKEND_IOURING, EV_IORING_FEAT_CQE_SKIP, 0, 0 };
-const struct test_mode test_mode_nooverflowflag = { "nooverflowflag", EVBACKEND_IOURING, EV_IORING_FEAT_POLL_32BITS, 0, 0 };
+                                                  EV_IORING_SETUP_COOP_TASKRUN | EV_IORING_SETUP_TASKRUN_FLAG };
+const struct test_mode test_mode_nosqarray    = { "nosqarray", EVBACKEND_IOURING, 0, EV_IORING_SETUP_NO_SQARRAY };
+const struct test_mode test_mode_nocqeskip    = { "nocqeskip", EVBACKEND_IOURING, EV_IORING_FEAT_CQE_SKIP, 0 };
+const struct test_mode test_mode_nooverflowflag = { "nooverflowflag", EVBACKEND_IOURING, EV_IORING_FEAT_POLL_32BITS, 0 };
 const struct test_mode test_mode_oldest       = { "oldest", EVBACKEND_IOURING,
-                                                  TEST_FEAT_OPTIONAL, TEST_SETUP_OPTIONAL, ~0U };
+                                                  TEST_FEAT_OPTIONAL, TEST_SETUP_OPTIONAL };
 
 struct ev_loop *
 test_loop_new (const struct test_mode *mode)
 {
   ev_iouring_test_nofeat     = mode->nofeat;
   ev_iouring_test_nosetup    = mode->nosetup;
-  ev_iouring_test_noregister = mode->noregister;
 
   return ev_loop_new (mode->backend | EVFLAG_NOENV);
 }
+
+/* enters the fake kernel refused for a hidden feature, when this test began */
+static unsigned long test_hidden_used;
 
 int
 test_loop_setup (void **state, const struct test_mode *mode)
@@ -272,6 +273,7 @@ test_loop_setup (void **state, const struct test_mode *mode)
   int i;
 
   test_hooks_reset ();
+  test_hidden_used = ev_iouring_test_hidden_used;
 
   ctx = calloc (1, sizeof *ctx);
   if (!ctx)
@@ -338,6 +340,15 @@ teardown_loop (void **state)
   test_hooks_reset ();
   free (ctx);
   *state = 0;
+
+  /* the backend took the masked path throughout, not only at setup */
+  if (ev_iouring_test_hidden_used != test_hidden_used)
+    {
+      print_error ("the backend used a feature the fake kernel hid from it, %lu times\n",
+                   ev_iouring_test_hidden_used - test_hidden_used);
+      return -1;
+    }
+
   return 0;
 }
 

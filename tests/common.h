@@ -24,12 +24,13 @@
  *     return cmocka_run_group_tests (tests, NULL, NULL);
  *   }
  *
- * a "mode" is a backend plus the kernel features hidden from it through the
- * test hooks of libev-test.a (EV_IOURING_TEST_HOOKS=1).  setup_<mode> sets
- * the hooks, creates the loop with EVFLAG_NOENV, checks that the loop really
- * got that backend and that the ring really went without the masked feature,
- * and arms a watchdog alarm; teardown_loop undoes all of it.  cmocka shows a
- * test as "test_name@mode".
+ * a "mode" is a backend plus the kernel features hidden from it by the fake
+ * kernel of fakekernel.c, which stands between libev.a and the real one.
+ * setup_<mode> sets its inputs, creates the loop with EVFLAG_NOENV, checks
+ * that the loop really got that backend and that the ring really went
+ * without the masked feature, and arms a watchdog alarm; teardown_loop
+ * undoes all of it, and fails the test when the backend used a feature the
+ * fake kernel hid from it.  cmocka shows a test as "test_name@mode".
  *
  * rules for tests: no timing assertions except "not before its time" and
  * generous hang guards; every loop is bounded by an iteration count; code
@@ -53,22 +54,12 @@
 #include "ev_iouring_abi.h"
 
 /*****************************************************************************/
-/* test hooks: defined by libev-test.a (ev_iouring.c with EV_IOURING_TEST_HOOKS) */
+/* the fake kernel (fakekernel.c, linked into every test binary): its
+   ev_iouring_test_* inputs and outputs are declared in fakekernel.h */
 
-extern unsigned int  ev_iouring_test_nofeat;      /* EV_IORING_FEAT_* hidden */
-extern unsigned int  ev_iouring_test_nosetup;     /* EV_IORING_SETUP_* refused (EINVAL) */
-extern unsigned int  ev_iouring_test_noregister;  /* 1U << EV_IORING_REGISTER_* refused */
-extern int           ev_iouring_test_setup_errno; /* every io_uring_setup fails with it */
-extern unsigned int  ev_iouring_test_setup_max;   /* more SQ entries than this: ENOMEM */
-extern int           ev_iouring_test_enter_errno; /* next io_uring_enter fails with it */
-extern unsigned int  ev_iouring_test_setup_flags; /* OUT: flags of the last ring */
-extern unsigned int  ev_iouring_test_features;    /* OUT: masked features of the last ring */
-extern unsigned int  ev_iouring_test_sq_entries;  /* OUT */
-extern unsigned int  ev_iouring_test_cq_entries;  /* OUT */
-extern unsigned long ev_iouring_test_enters;      /* OUT: io_uring_enter calls so far */
-extern unsigned long ev_iouring_test_rebuilds;    /* OUT: ring rebuilds so far */
+#include "fakekernel.h"
 
-/* zero every input hook (outputs are left alone) */
+/* zero every input of the fake kernel (outputs are left alone) */
 void test_hooks_reset (void);
 
 /*****************************************************************************/
@@ -114,7 +105,6 @@ struct test_mode
   unsigned int backend;    /* EVBACKEND_IOURING or EVBACKEND_EPOLL */
   unsigned int nofeat;     /* -> ev_iouring_test_nofeat */
   unsigned int nosetup;    /* -> ev_iouring_test_nosetup */
-  unsigned int noregister; /* -> ev_iouring_test_noregister */
 };
 
 extern const struct test_mode test_mode_iouring;   /* everything the kernel offers */

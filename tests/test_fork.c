@@ -22,7 +22,7 @@
 static void
 child_check (struct test_ctx *ctx, struct test_io *r, int wfd, int loop_fork)
 {
-  unsigned long rebuilds = ev_iouring_test_rebuilds;
+  unsigned long rings = ev_iouring_test_rings;
   int i;
 
   if (loop_fork)
@@ -37,7 +37,7 @@ child_check (struct test_ctx *ctx, struct test_io *r, int wfd, int loop_fork)
   TEST_CHILD_CHECK (r->calls == 1 && r->last == EV_READ);
 
   /* without ev_loop_fork our backend must notice the fork by itself */
-  TEST_CHILD_CHECK (loop_fork || !TEST_IS_IOURING (ctx) || ev_iouring_test_rebuilds != rebuilds);
+  TEST_CHILD_CHECK (loop_fork || !TEST_IS_IOURING (ctx) || ev_iouring_test_rings != rings);
 }
 
 struct child_args

@@ -114,8 +114,9 @@ test_init_backend_selected (void **state)
 
   if (TEST_IS_IOURING (ctx))
     {
-      /* these stay 0 when libev-test.a lacks EV_IOURING_TEST_HOOKS=1,
-         which would make every masked-path check vacuous */
+      /* these stay 0 when libev's io_uring_setup bypasses the fake
+         kernel (tests/fakekernel.c), which would make every masked-path
+         check vacuous */
       assert_true (ev_iouring_test_sq_entries > 0);
       assert_true (ev_iouring_test_cq_entries >= ev_iouring_test_sq_entries);
       assert_int_equal (ev_iouring_test_features & ~test_kernel.features, 0);
