@@ -180,51 +180,11 @@
 #define EV_CQES ((struct ev_io_uring_cqe *)iouring_cqes)
 
 /*****************************************************************************/
-/* test hooks: only the test build pretends that the kernel lacks features */
-
-#if EV_IOURING_TEST_HOOKS
-/* tests/common.h declares them: masks in, what the last ring got out */
-# ifdef __cplusplus
-extern "C" {
-# endif
-unsigned int  ev_iouring_test_nofeat;      /* EV_IORING_FEAT_* hidden from us */
-unsigned int  ev_iouring_test_nosetup;     /* EV_IORING_SETUP_* refused with EINVAL */
-unsigned int  ev_iouring_test_noregister;  /* unused: nothing is registered */
-int           ev_iouring_test_setup_errno; /* every io_uring_setup fails with it */
-unsigned int  ev_iouring_test_setup_max;   /* more sq entries than this: ENOMEM */
-int           ev_iouring_test_enter_errno; /* the next io_uring_enter fails with it */
-unsigned int  ev_iouring_test_setup_flags;
-unsigned int  ev_iouring_test_features;
-unsigned int  ev_iouring_test_sq_entries;
-unsigned int  ev_iouring_test_cq_entries;
-unsigned long ev_iouring_test_enters;
-unsigned long ev_iouring_test_rebuilds;
-# ifdef __cplusplus
-}
-# endif
-#endif
-
-/*****************************************************************************/
 /* raw syscalls */
 
 inline_size int
 evsys_io_uring_setup (unsigned int entries, struct ev_io_uring_params *params)
 {
-#if EV_IOURING_TEST_HOOKS
-  if (ev_iouring_test_setup_errno)
-    {
-      errno = ev_iouring_test_setup_errno;
-      return -1;
-    }
-
-  if ((params->flags & ev_iouring_test_nosetup)
-      || (ev_iouring_test_setup_max && entries > ev_iouring_test_setup_max))
-    {
-      errno = params->flags & ev_iouring_test_nosetup ? EINVAL : ENOMEM;
-      return -1;
-    }
-#endif
-
   return ev_syscall2 (EV_SYS_io_uring_setup, entries, params);
 }
 
@@ -232,17 +192,6 @@ evsys_io_uring_setup (unsigned int entries, struct ev_io_uring_params *params)
 inline_size int
 evsys_io_uring_enter (int fd, unsigned int to_submit, unsigned int min_complete, unsigned int flags, const void *arg, size_t argsz)
 {
-#if EV_IOURING_TEST_HOOKS
-  ++ev_iouring_test_enters;
-
-  if (ev_iouring_test_enter_errno)
-    {
-      errno = ev_iouring_test_enter_errno;
-      ev_iouring_test_enter_errno = 0;
-      return -1;
-    }
-#endif
-
   return ev_syscall6 (EV_SYS_io_uring_enter, fd, to_submit, min_complete, flags, arg, argsz);
 }
 
@@ -935,9 +884,6 @@ ecb_cold static int
 iouring_ring_map (EV_P_ int fd, const struct ev_io_uring_params *params)
 {
   iouring_features = params->features;
-#if EV_IOURING_TEST_HOOKS
-  iouring_features &= ~ev_iouring_test_nofeat;
-#endif
 
   iouring_sq_ring_size = params->sq_off.array + params->sq_entries * sizeof (unsigned int);
   if (params->flags & EV_IORING_SETUP_NO_SQARRAY)
@@ -995,13 +941,6 @@ iouring_ring_map (EV_P_ int fd, const struct ev_io_uring_params *params)
   /* 6.15: waiting for readiness is not waiting for io (see note k) */
   if (iouring_features & EV_IORING_FEAT_NO_IOWAIT)
     iouring_enter_flags |= EV_IORING_ENTER_NO_IOWAIT;
-
-#if EV_IOURING_TEST_HOOKS
-  ev_iouring_test_setup_flags = params->flags;
-  ev_iouring_test_features    = iouring_features;
-  ev_iouring_test_sq_entries  = iouring_sq_mask + 1;
-  ev_iouring_test_cq_entries  = iouring_cq_mask + 1;
-#endif
 
   if (iouring_state & EV_IOURING_VERBOSE)
     fprintf (stderr, "libev: io_uring ring fd %d: sq %u cq %u, features 0x%x, setup flags 0x%x, using%s%s%s%s%s%s\n",
@@ -1159,10 +1098,6 @@ iouring_rebuild (EV_P_ int err)
 {
   int old_fd = iouring_fd_lost (err) ? -1 : backend_fd;
   int fd;
-
-#if EV_IOURING_TEST_HOOKS
-  ++ev_iouring_test_rebuilds;
-#endif
 
   if (iouring_state & EV_IOURING_GROW)
     iouring_entries = iouring_entries_grown (EV_A);

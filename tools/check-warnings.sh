@@ -5,8 +5,7 @@
 #
 # 1. the patched ev.c (which #includes ev_iouring.c) under $CC and $CLANG,
 #    as C (-std=gnu99) and as C++ (-x c++), with -DHAVE_CONFIG_H and with
-#    -DEV_STANDALONE=1, with and without the test hooks, at
-#    -Wall -Wextra -Wno-unused-value -O2.  libev 4.33's ev.c is not
+#    -DEV_STANDALONE=1, at -Wall -Wextra -Wno-unused-value -O2.  libev 4.33's ev.c is not
 #    -Wextra-clean itself (unused parameters, sign compares, an extern
 #    initialiser), so -Werror is applied to our files only: any diagnostic
 #    located in ev_iouring.c or ev_iouring_abi.h fails, and a diagnostic in
@@ -62,25 +61,18 @@ do
       c)   langflags="-std=gnu99" ;;
       c++) langflags="-x c++" ;;
     esac
-    for conf in config standalone hooks
+    for conf in config standalone
     do
       case $conf in
         config)     confflags="-DHAVE_CONFIG_H" ;;
         standalone) confflags="-DEV_STANDALONE=1" ;;
-        hooks)      confflags="-DHAVE_CONFIG_H -DEV_IOURING_TEST_HOOKS=1" ;;
       esac
       tag=$ccname-$lang-$conf
       # shellcheck disable=SC2086
       rc=$(compile "$tag" "$PATCHED" "$cc" $langflags $confflags)
-      # 4.33 knows no test hooks: its baseline is the config one
-      if [ "$conf" = hooks ]
-      then
-        cp "$W/$ccname-$lang-config.pristine.diags" "$W/$tag.pristine.diags"
-      else
-        # shellcheck disable=SC2086
-        compile "$tag.pristine" "$PRISTINE" "$cc" $langflags $confflags >/dev/null
-        diags "$W/$tag.pristine.log" | grep -v '^ev_iouring' >"$W/$tag.pristine.diags"
-      fi
+      # shellcheck disable=SC2086
+      compile "$tag.pristine" "$PRISTINE" "$cc" $langflags $confflags >/dev/null
+      diags "$W/$tag.pristine.log" | grep -v '^ev_iouring' >"$W/$tag.pristine.diags"
 
       diags "$W/$tag.log" >"$W/$tag.diags"
 
