@@ -1,11 +1,11 @@
 #!/bin/sh
 # bench/features.sh BUILD_DIR - what each optional io_uring feature is worth
 #
-# Builds BUILD_DIR/bench/bench-hooks: bench.c + hooks.c + BUILD_DIR/libev/ev.c
-# compiled with -O2 -DEV_IOURING_TEST_HOOKS=1 (never the product), then runs
-# a few workloads with one feature taken away at a time through the test
-# hooks (the fake kernel rejects the setup flag / register opcode, or the
-# feature bit is hidden), interleaved, R times (5). Results, as the median
+# Builds BUILD_DIR/bench/bench-hooks: bench.c + hooks.c + tests/fakekernel.c
+# linked with BUILD_DIR/libev.a (the product, from make), then runs a few
+# workloads with one feature taken away at a time by the tests' fake kernel
+# (it rejects the setup flag, or hides the feature bit), interleaved, R
+# times (5). Results, as the median
 # CPU time (user+sys, both processes for pingpong: less disturbed by other
 # load than wall time) relative to "all features" (above 1.00: the feature
 # helps), go to BUILD_DIR/bench/features.md and features.tsv. A feature the
@@ -23,25 +23,25 @@ if [ "$QUICK" = 1 ]; then R=${R:-1}; else R=${R:-5}; fi
 here=$(cd "$(dirname "$0")" && pwd)
 BIN=$OUT/bench-hooks
 
-[ -f "$B/libev/ev.c" ] || { echo "features.sh: $B/libev/ev.c missing (run make first)" >&2; exit 1; }
+[ -f "$B/libev.a" ] || { echo "features.sh: $B/libev.a missing (run make first)" >&2; exit 1; }
 mkdir -p "$OUT"
 
-# rebuilt every time (10 s): the backend changes under us while tuning
-if ! { $CC -O2 -g -w -DHAVE_CONFIG_H -DEV_IOURING_TEST_HOOKS=1 -I"$B/libev" -c -o "$OUT/ev-hooks.o" "$B/libev/ev.c" &&
-       $CC -O2 -g -I"$B/libev" -o "$BIN" "$here/bench.c" "$here/hooks.c" "$OUT/ev-hooks.o" -lm; }; then
+# relinked every time: the library changes under us while tuning
+if ! $CC -O2 -g -I"$B/libev" -I"$here/.." -I"$here/../tests" -o "$BIN" \
+       "$here/bench.c" "$here/hooks.c" "$here/../tests/fakekernel.c" "$B/libev.a" -lm -ldl; then
   echo "features.sh: cannot build $BIN" >&2
   exit 1
 fi
 
-# name | env (hooks) ; setup flags, register opcodes, feature bits from ev_iouring_abi.h
+# name | env (hooks.c) ; setup flags, feature bits from ev_iouring_abi.h.
+# only what the backend uses: it asks for no DEFER_TASKRUN (note n) and
+# registers nothing, so those columns would measure noise
 variants () {
   cat <<'EOF'
 all|
 -coop_taskrun|BENCH_NOSETUP=0x300
 -no_sqarray|BENCH_NOSETUP=0x10000
 -submit_all|BENCH_NOSETUP=0x80
--defer_taskrun|BENCH_NOSETUP=0x3000
--ring_fds|BENCH_NOREGISTER=0x100000
 -ext_arg|BENCH_NOFEAT=0x100
 -cqe_skip|BENCH_NOFEAT=0x800
 -no_iowait|BENCH_NOFEAT=0x20000
@@ -69,7 +69,7 @@ printf 'variant\trep\tmetric\tworkload\tparams\tvalue_us\n' >"$TSV"
 : >"$OUT/features.setup"
 variants | while IFS='|' read -r name envs; do
   # shellcheck disable=SC2086
-  line=$(env LIBEV_IOURING_VERBOSE=1 $envs "$BIN" -b 128 -w poll0 -n 1 -i 1 2>&1 >/dev/null | head -1)
+  line=$(env BENCH_RING=1 $envs "$BIN" -b 128 -w poll0 -n 1 -i 1 2>&1 >/dev/null | head -1)
   printf '%s\t%s\n' "$name" "$line" >>"$OUT/features.setup"
 done
 
@@ -88,7 +88,7 @@ workloads | while IFS='|' read -r metric args rounds; do
 done
 
 {
-  echo "# io_uring features: each taken away in turn (test hooks), R=$R, $(date -u '+%F %T') UTC, load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "# io_uring features: each taken away in turn (the tests' fake kernel), R=$R, $(date -u '+%F %T') UTC, load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "Median CPU time per iteration relative to \"all\"; above 1.00 means the run got"
   echo "slower without the feature, so the feature helps. A column whose ring line below"
@@ -122,7 +122,7 @@ done
       }
     }' "$TSV"
   echo
-  echo "Ring each variant got (LIBEV_IOURING_VERBOSE=1):"
+  echo "Ring each variant got (BENCH_RING=1):"
   echo
   sed 's/^/    /' "$OUT/features.setup"
 } >"$MD"
