@@ -1000,6 +1000,21 @@ iouring_fd_adopt (EV_P_ int fd, int old_fd)
   iouring_state |= EV_IOURING_FD_REPLACED;
 }
 
+/*
+ * before every fd is armed anew on a new ring or on epoll: an fd closed
+ * without ev_io_stop is forgotten, as epoll forgets it (note l), not
+ * reported as bad (EV_ERROR here, an assertion in ev_epoll.c)
+ */
+ecb_cold static void
+iouring_forget_closed (EV_P)
+{
+  int fd;
+
+  for (fd = 0; fd < anfdmax; ++fd)
+    if (anfds [fd].events && fcntl (fd, F_GETFD) < 0 && errno == EBADF)
+      anfds [fd].events = 0;
+}
+
 /* EBADF, EOPNOTSUPP: the ring fd was closed behind our back, or is another file now */
 inline_size int
 iouring_fd_lost (int err)
@@ -1031,6 +1046,7 @@ iouring_switch_to_epoll (EV_P_ int err)
 
   backend = EVBACKEND_EPOLL;
   iouring_fd_adopt (EV_A_ backend_fd, old_fd);
+  iouring_forget_closed (EV_A);
   fd_rearm_all (EV_A);
 }
 
@@ -1082,6 +1098,7 @@ iouring_grow (EV_P)
     }
 
   iouring_fd_adopt (EV_A_ fd, backend_fd);
+  iouring_forget_closed (EV_A);
   fd_rearm_all (EV_A);
 
   return 1;
@@ -1111,6 +1128,7 @@ iouring_rebuild (EV_P_ int err)
     return 0;
 
   iouring_fd_adopt (EV_A_ fd, old_fd);
+  iouring_forget_closed (EV_A);
   fd_rearm_all (EV_A);
 
   return 1;

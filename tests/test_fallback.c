@@ -562,7 +562,81 @@ test_fallback_embed_ring_closed (void **state)
 
 /*****************************************************************************/
 
+/*****************************************************************************/
+/* a new ring or epoll while an fd is closed without ev_io_stop: the fd is
+   forgotten, as epoll forgets it; nothing aborts (libev's epoll backend
+   asserts on EBADF), the dead watcher gets no EV_ERROR, the rest works */
+
+struct closed
+{
+  int err;
+};
+
+static void
+closed_child (void *arg)
+{
+  const struct closed *c = arg;
+  struct ev_loop *loop;
+  struct test_io dead, live, wr;
+  int p [2], q [2], i;
+
+  loop = test_loop_new (&test_mode_iouring);
+  TEST_CHILD_CHECK (loop && ev_backend (loop) == EVBACKEND_IOURING);
+  TEST_CHILD_CHECK (!pipe2 (p, O_NONBLOCK | O_CLOEXEC) && !pipe2 (q, O_NONBLOCK | O_CLOEXEC));
+
+  test_io_start (loop, &dead, p [0], EV_READ);
+  test_io_start (loop, &live, q [0], EV_READ);
+  live.drain = 1;
+  ev_run (loop, EVRUN_NOWAIT);
+
+  /* the write end stays open: its close would wake the poll that still
+     holds the read end, one last event of the closed file (README) */
+  close (p [0]);
+  ev_iouring_test_enter_errno = c->err;
+
+  /* a watcher to arm, so the next iteration enters the kernel */
+  test_io_start (loop, &wr, q [1], EV_WRITE);
+  wr.stop = 1;
+  test_put (q [1]);
+
+  for (i = 0; i < 10 && !live.calls; ++i)
+    ev_run (loop, EVRUN_ONCE);
+
+  TEST_CHILD_CHECK (live.calls == 1 && live.last == EV_READ);
+  TEST_CHILD_CHECK (!dead.calls);
+  TEST_CHILD_CHECK (!ev_iouring_test_enter_errno); /* the refusal happened */
+  TEST_CHILD_CHECK (ev_backend (loop) == (c->err == EPERM ? EVBACKEND_EPOLL : EVBACKEND_IOURING));
+
+  test_put (q [1]);
+  test_run_nowait (loop, 3);
+  TEST_CHILD_CHECK (live.calls == 2 && !dead.calls);
+  ev_io_stop (loop, &live.w);
+  ev_io_stop (loop, &dead.w);
+  ev_loop_destroy (loop);
+  close (p [1]);
+}
+
+static void
+test_fallback_closed_switch (void **state)
+{
+  struct closed c = { EPERM };
+
+  (void)state;
+  test_in_child (closed_child, &c);
+}
+
+static void
+test_fallback_closed_rebuild (void **state)
+{
+  struct closed c = { EBADR };
+
+  (void)state;
+  test_in_child (closed_child, &c);
+}
+
 static const struct CMUnitTest tests [] = {
+  TEST_ON (test_fallback_closed_rebuild, iouring),
+  TEST_ON (test_fallback_closed_switch, iouring),
   TEST_BOTH (test_fallback_embed_ebadr),
   TEST_ON (test_fallback_embed_ebadr, noextarg),
   TEST_BOTH (test_fallback_embed_eperm),
