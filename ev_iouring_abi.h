@@ -58,31 +58,24 @@
 #if defined SYS_io_uring_setup
 # define EV_SYS_io_uring_setup    SYS_io_uring_setup
 # define EV_SYS_io_uring_enter    SYS_io_uring_enter
-# define EV_SYS_io_uring_register SYS_io_uring_register
 #elif defined __alpha__
 # define EV_SYS_io_uring_setup    535
 # define EV_SYS_io_uring_enter    536
-# define EV_SYS_io_uring_register 537
 #elif defined __mips__ && defined _MIPS_SIM && defined _ABIO32 && _MIPS_SIM == _ABIO32
 # define EV_SYS_io_uring_setup    4425
 # define EV_SYS_io_uring_enter    4426
-# define EV_SYS_io_uring_register 4427
 #elif defined __mips__ && defined _MIPS_SIM && defined _ABIN32 && _MIPS_SIM == _ABIN32
 # define EV_SYS_io_uring_setup    6425
 # define EV_SYS_io_uring_enter    6426
-# define EV_SYS_io_uring_register 6427
 #elif defined __mips__ && defined _MIPS_SIM && defined _ABI64 && _MIPS_SIM == _ABI64
 # define EV_SYS_io_uring_setup    5425
 # define EV_SYS_io_uring_enter    5426
-# define EV_SYS_io_uring_register 5427
 #elif defined __ia64__
 # define EV_SYS_io_uring_setup    1449
 # define EV_SYS_io_uring_enter    1450
-# define EV_SYS_io_uring_register 1451
 #elif defined __linux__
 # define EV_SYS_io_uring_setup    425
 # define EV_SYS_io_uring_enter    426
-# define EV_SYS_io_uring_register 427
 #endif
 
 /*
@@ -95,8 +88,8 @@ struct ev_io_uring_sqe
   uint16_t ioprio;
   int32_t  fd;
   uint64_t off;
-  uint64_t addr;         /* POLL_REMOVE, ASYNC_CANCEL: user_data of the target */
-  uint32_t len;          /* POLL_ADD: EV_IORING_POLL_* flags */
+  uint64_t addr;         /* POLL_REMOVE: user_data of the target */
+  uint32_t len;          /* POLL_ADD: flags (multishot, 5.13), unused here */
   uint32_t poll32_events; /* op flags; 5.9 made poll events 32 bits wide */
   uint64_t user_data;
   uint16_t buf_index;
@@ -107,34 +100,19 @@ struct ev_io_uring_sqe
 };
 
 /* sqe->flags */
-#define EV_IOSQE_IO_LINK          (1U << 2) /* 5.3 */
 #define EV_IOSQE_CQE_SKIP_SUCCESS (1U << 6) /* 5.17 */
 
 /* io_uring_setup() flags */
 #define EV_IORING_SETUP_CQSIZE        (1U <<  3) /* 5.5 */
 #define EV_IORING_SETUP_CLAMP         (1U <<  4) /* 5.6 */
-#define EV_IORING_SETUP_R_DISABLED    (1U <<  6) /* 5.10 */
 #define EV_IORING_SETUP_SUBMIT_ALL    (1U <<  7) /* 5.18 */
 #define EV_IORING_SETUP_COOP_TASKRUN  (1U <<  8) /* 5.19 */
 #define EV_IORING_SETUP_TASKRUN_FLAG  (1U <<  9) /* 5.19 */
-#define EV_IORING_SETUP_SINGLE_ISSUER (1U << 12) /* 6.0 */
-#define EV_IORING_SETUP_DEFER_TASKRUN (1U << 13) /* 6.1 */
 #define EV_IORING_SETUP_NO_SQARRAY    (1U << 16) /* 6.6 */
 
 /* opcodes */
-#define EV_IORING_OP_NOP           0 /* 5.1 */
 #define EV_IORING_OP_POLL_ADD      6 /* 5.1 */
 #define EV_IORING_OP_POLL_REMOVE   7 /* 5.1 */
-#define EV_IORING_OP_ASYNC_CANCEL 14 /* 5.5 */
-
-/* POLL_ADD flags, in sqe->len */
-#define EV_IORING_POLL_ADD_MULTI        (1U << 0) /* 5.13 */
-#define EV_IORING_POLL_UPDATE_EVENTS    (1U << 1) /* 5.13 */
-#define EV_IORING_POLL_UPDATE_USER_DATA (1U << 2) /* 5.13 */
-
-/* ASYNC_CANCEL flags, in sqe->cancel_flags (our poll32_events) */
-#define EV_IORING_ASYNC_CANCEL_ALL (1U << 0) /* 5.19 */
-#define EV_IORING_ASYNC_CANCEL_ANY (1U << 2) /* 5.19 */
 
 /*
  * completion queue entry (5.1)
@@ -145,9 +123,6 @@ struct ev_io_uring_cqe
   int32_t  res;
   uint32_t flags;
 };
-
-/* cqe->flags */
-#define EV_IORING_CQE_F_MORE (1U << 1) /* 5.13 */
 
 /* magic offsets for mmap (5.1) */
 #define EV_IORING_OFF_SQ_RING 0x00000000ULL
@@ -188,7 +163,6 @@ struct ev_io_cqring_offsets
 /* io_uring_enter(2) flags */
 #define EV_IORING_ENTER_GETEVENTS       (1U << 0) /* 5.1 */
 #define EV_IORING_ENTER_EXT_ARG         (1U << 3) /* 5.11 */
-#define EV_IORING_ENTER_REGISTERED_RING (1U << 4) /* 5.18 */
 #define EV_IORING_ENTER_NO_IOWAIT       (1U << 7) /* 6.15 */
 
 /* passed to io_uring_setup, copied back with updated info (5.1) */
@@ -209,45 +183,10 @@ struct ev_io_uring_params
 /* io_uring_params->features flags */
 #define EV_IORING_FEAT_SINGLE_MMAP (1U <<  0) /* 5.4 */
 #define EV_IORING_FEAT_NODROP      (1U <<  1) /* 5.5 */
-#define EV_IORING_FEAT_FAST_POLL   (1U <<  5) /* 5.7 */
 #define EV_IORING_FEAT_POLL_32BITS (1U <<  6) /* 5.9 */
 #define EV_IORING_FEAT_EXT_ARG     (1U <<  8) /* 5.11 */
 #define EV_IORING_FEAT_CQE_SKIP    (1U << 11) /* 5.17 */
 #define EV_IORING_FEAT_NO_IOWAIT   (1U << 17) /* 6.15 */
-
-/* io_uring_register(2) opcodes and arguments */
-#define EV_IORING_REGISTER_PROBE          8 /* 5.6 */
-#define EV_IORING_REGISTER_ENABLE_RINGS  12 /* 5.10 */
-#define EV_IORING_REGISTER_RING_FDS      20 /* 5.18 */
-#define EV_IORING_UNREGISTER_RING_FDS    21 /* 5.18 */
-#define EV_IORING_REGISTER_RESIZE_RINGS  33 /* 6.13 */
-
-/* IORING_REGISTER_RING_FDS argument (5.13 for files, 5.18 for rings) */
-struct ev_io_uring_rsrc_update
-{
-  uint32_t offset;
-  uint32_t resv;
-  uint64_t data;
-};
-
-struct ev_io_uring_probe_op
-{
-  uint8_t  op;
-  uint8_t  resv;
-  uint16_t flags;        /* EV_IO_URING_OP_SUPPORTED */
-  uint32_t resv2;
-};
-
-struct ev_io_uring_probe
-{
-  uint8_t  last_op;
-  uint8_t  ops_len;
-  uint16_t resv;
-  uint32_t resv2 [3];
-  struct ev_io_uring_probe_op ops [1]; /* ops_len in truth */
-};
-
-#define EV_IO_URING_OP_SUPPORTED (1U << 0) /* 5.6 */
 
 /* the kernel's struct __kernel_timespec */
 struct ev_io_uring_timespec
@@ -279,9 +218,6 @@ EV_IOURING_ABI_CHECK (cq_off_size,       sizeof (struct ev_io_cqring_offsets)   
 EV_IOURING_ABI_CHECK (params_size,       sizeof (struct ev_io_uring_params)          == 120);
 EV_IOURING_ABI_CHECK (params_sq_off,     offsetof (struct ev_io_uring_params, sq_off) == 40);
 EV_IOURING_ABI_CHECK (params_cq_off,     offsetof (struct ev_io_uring_params, cq_off) == 80);
-EV_IOURING_ABI_CHECK (rsrc_update_size,  sizeof (struct ev_io_uring_rsrc_update)     == 16);
-EV_IOURING_ABI_CHECK (probe_op_size,     sizeof (struct ev_io_uring_probe_op)        == 8);
-EV_IOURING_ABI_CHECK (probe_size,        sizeof (struct ev_io_uring_probe)           == 24);
 EV_IOURING_ABI_CHECK (timespec_size,     sizeof (struct ev_io_uring_timespec)        == 16);
 EV_IOURING_ABI_CHECK (getevents_size,    sizeof (struct ev_io_uring_getevents_arg)   == 24);
 

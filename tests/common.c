@@ -130,11 +130,11 @@ test_probe (void)
 
   test_probe_setup_flag (EV_IORING_SETUP_CQSIZE, 0);
   test_probe_setup_flag (EV_IORING_SETUP_CLAMP, 0);
-  test_probe_setup_flag (EV_IORING_SETUP_R_DISABLED, 0);
+  test_probe_setup_flag (IORING_SETUP_R_DISABLED, 0);
   test_probe_setup_flag (EV_IORING_SETUP_COOP_TASKRUN, 0);
   test_probe_setup_flag (EV_IORING_SETUP_TASKRUN_FLAG, EV_IORING_SETUP_COOP_TASKRUN);
-  test_probe_setup_flag (EV_IORING_SETUP_SINGLE_ISSUER, 0);
-  test_probe_setup_flag (EV_IORING_SETUP_DEFER_TASKRUN, EV_IORING_SETUP_SINGLE_ISSUER);
+  test_probe_setup_flag (IORING_SETUP_SINGLE_ISSUER, 0);
+  test_probe_setup_flag (IORING_SETUP_DEFER_TASKRUN, IORING_SETUP_SINGLE_ISSUER);
   test_probe_setup_flag (EV_IORING_SETUP_NO_SQARRAY, 0);
 
   /* liburing's own probe for the registered ring fd (5.18) */
@@ -231,9 +231,9 @@ test_probe_pollout (void)
 
 #define TEST_SETUP_OPTIONAL                                             \
   (EV_IORING_SETUP_CQSIZE | EV_IORING_SETUP_CLAMP                      \
-   | EV_IORING_SETUP_R_DISABLED | EV_IORING_SETUP_COOP_TASKRUN         \
-   | EV_IORING_SETUP_TASKRUN_FLAG | EV_IORING_SETUP_SINGLE_ISSUER      \
-   | EV_IORING_SETUP_DEFER_TASKRUN | EV_IORING_SETUP_NO_SQARRAY)
+   | IORING_SETUP_R_DISABLED | EV_IORING_SETUP_COOP_TASKRUN         \
+   | EV_IORING_SETUP_TASKRUN_FLAG | IORING_SETUP_SINGLE_ISSUER      \
+   | IORING_SETUP_DEFER_TASKRUN | EV_IORING_SETUP_NO_SQARRAY)
 
 #define TEST_FEAT_OPTIONAL                                              \
   (EV_IORING_FEAT_EXT_ARG | EV_IORING_FEAT_SINGLE_MMAP                 \

@@ -94,7 +94,7 @@ seccomp_deny_io_uring (int err)
     BPF_STMT (BPF_LD | BPF_W | BPF_ABS, offsetof (struct seccomp_data, nr)),
     BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, EV_SYS_io_uring_setup, 3, 0),
     BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, EV_SYS_io_uring_enter, 2, 0),
-    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, EV_SYS_io_uring_register, 1, 0),
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_register, 1, 0),
     BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err & SECCOMP_RET_DATA)),
   };
