@@ -1188,6 +1188,24 @@ iouring_poll_timeout (EV_P_ ev_tstamp timeout)
   return timeout;
 }
 
+/* the backlog (note e) is flushed only by an enter: one more round when it is there */
+inline_speed void
+iouring_cq_backlog (EV_P)
+{
+  if (ecb_expect_false (iouring_sq_flags (EV_A) & EV_IORING_SQ_CQ_OVERFLOW))
+    {
+      if (iouring_enter_nowait (EV_A) < 0)
+        iouring_enter_error (EV_A);
+
+      iouring_cq_reap (EV_A);
+    }
+
+  /* cqes lost without NODROP (< 5.5): their polls are lost too */
+  if (ecb_expect_false (*iouring_cq_koverflow != iouring_cq_overflow) && !iouring_refused)
+    iouring_refused = EBADR;
+}
+
+/* repair, take this iteration's sqes, reap, choose the timeout, enter, reap, flush the backlog */
 static void
 iouring_poll (EV_P_ ev_tstamp timeout)
 {
@@ -1240,19 +1258,7 @@ iouring_poll (EV_P_ ev_tstamp timeout)
     iouring_enter_error (EV_A);
 
   iouring_cq_reap (EV_A);
-
-  /* the backlog (note e) is flushed only by an enter: one more round when it is there */
-  if (ecb_expect_false (iouring_sq_flags (EV_A) & EV_IORING_SQ_CQ_OVERFLOW))
-    {
-      if (iouring_enter_nowait (EV_A) < 0)
-        iouring_enter_error (EV_A);
-
-      iouring_cq_reap (EV_A);
-    }
-
-  /* cqes lost without NODROP (< 5.5): their polls are lost too */
-  if (ecb_expect_false (*iouring_cq_koverflow != iouring_cq_overflow) && !iouring_refused)
-    iouring_refused = EBADR;
+  iouring_cq_backlog (EV_A);
 
   /* refused now: repaired now, so that the fds to arm tell ev_embed to run us again */
   if (ecb_expect_false (iouring_refused))
