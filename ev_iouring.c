@@ -81,9 +81,13 @@
  * j) io_uring_setup fails with EPERM under container seccomp profiles
  *    (docker >= 25) and kernel.io_uring_disabled (6.6), ENOSYS without
  *    CONFIG_IO_URING, and ENOMEM when the ring does not fit under
- *    RLIMIT_MEMLOCK (unprivileged users; 6.18 charges the ring's pages,
- *    6.1 charges nothing). the kernel returns the charge only when its
- *    ring cleanup work has run, a moment after close. so rings start
+ *    RLIMIT_MEMLOCK. unprivileged users are charged the ring's pages
+ *    before 5.12 and again from 6.14 (rings became "regions") until
+ *    7.2.11/7.3 ("io_uring: do not charge the SQ/CQ rings to
+ *    RLIMIT_MEMLOCK"); 5.12 to 6.13, and debian's 5.10 (its io_uring is
+ *    5.15's), charge nothing (measured as nobody on debian's 5.10.223,
+ *    6.1.176, 6.12.117, 6.18.44 and 7.2.13). 6.18 returns the charge only
+ *    when its ring cleanup work has run, 20 to 60 ms after close. so rings start
  *    small (16 sqes, 64 cqes: two or three pages) and grow by doubling
  *    when the loop has more polls armed than the cq holds, or more
  *    changes per iteration than the sq holds; ENOMEM at setup is retried
@@ -128,12 +132,15 @@
  *    nothing below iouring_poll replaces the ring or the backend. a new
  *    ring, or epoll, takes over backend_fd's number (dup2), and ev_embed
  *    (our ev.c patch) starts watching the new file behind it.
- * p) 5.10 to 6.12 complete a POLL_ADD with the mask of the wakeup, not a
- *    fresh look at the file: POLLOUT on a full pipe is reported after the
- *    reader took a single byte, while poll (), epoll and write () still
- *    say it is full (6.18 looks again). libev allows such spurious
- *    readiness (a write then says EAGAIN), so we pass it on rather than
- *    pay a poll () for every completion.
+ * p) a POLL_ADD completes with the mask of the wakeup, not a fresh look
+ *    at the file (io_poll_wake keeps the key; all kernels to 7.2), and
+ *    before 6.14 pipe_read woke writers with EPOLLOUT whenever the pipe
+ *    was full as the read began, even when a 1-byte read freed no slot
+ *    (6.14: "pipe_read: don't wake up the writer if the pipe is still
+ *    full"): on debian's 5.10, 6.1 and 6.12 POLLOUT on a full pipe is
+ *    reported while poll (), epoll and write () still say it is full.
+ *    libev allows such spurious readiness (a write then says EAGAIN), so
+ *    we pass it on rather than pay a poll () for every completion.
  * q) io_uring_enter is not a cancellation point, epoll_wait is: a blocking
  *    wait enables asynchronous cancellation, as libc does for its own
  *    blocking syscalls, so pthread_cancel ends a thread idle in ev_run.
