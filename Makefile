@@ -4,6 +4,8 @@
 #   make check           runs the cmocka tests (exit 77 = SKIP)
 #   make ci              check-patches check-warnings check-symbols check
 #                        check-asan check-valgrind
+#   make check-kernel    the tests inside Debian's kernels under qemu (TCG):
+#                        KERNEL=6.1 (default) or KERNELS="5.10 6.1 6.12 7"
 #   make install         PREFIX=/usr/local DESTDIR=
 #   make B=dir           build somewhere else (default build/)
 #   make V=1             show the commands
@@ -29,6 +31,8 @@ PKG_CONFIG ?= pkg-config
 CLANG      ?= clang
 VALGRIND   ?= valgrind
 TEST_TIMEOUT ?= 600
+KERNEL     ?= 6.1
+KERNELS    ?= $(KERNEL)
 
 # project flags; the user's CPPFLAGS/CFLAGS come last, so they win
 EV_OPT       = -g -O2
@@ -72,7 +76,7 @@ Q = $(if $(filter 1,$(V)),,@)
 DEPS = PKG_CONFIG='$(PKG_CONFIG)' sh $(srcdir)/tools/deps.sh
 
 .PHONY: all lib demo tests check check-asan check-valgrind check-warnings \
-        check-patches check-symbols check-programs check-embed ci check-all \
+        check-patches check-symbols check-programs check-embed check-kernel ci check-all \
         bench bench-plot bench-features install uninstall clean
 
 all: lib tests demo
@@ -246,6 +250,18 @@ check-programs: all
 
 check-embed: $(EV_C_DEPS)
 	$(Q)sh $(srcdir)/tests/embed/run.sh $(B) || { rc=$$?; [ $$rc = 77 ] && echo "SKIP: check-embed"; [ $$rc = 77 ]; }
+
+# the suite inside Debian's own kernels (tools/check-kernel.sh); exit 77
+# (qemu cannot run here) is SKIP
+$(B)/kernels:
+	$(Q)mkdir -p $@
+
+$(B)/kernels/probe: $(srcdir)/tools/kernel/probe.c | $(B)/kernels
+	$(call quiet,CCLD,$@)$(CC) -O2 -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+check-kernel: tests $(B)/$(SONAME) $(B)/kernels/probe
+	$(Q)sh $(srcdir)/tools/check-kernel.sh $(B) $(srcdir) $(KERNELS) \
+	  || { rc=$$?; [ $$rc = 77 ] && echo "SKIP: check-kernel"; [ $$rc = 77 ]; }
 
 $(B)/libev-orig/.built: $(B)/libev-$(LIBEV_VERSION)/.pristine
 	$(call quiet,BUILD,$(B)/libev-orig (libev $(LIBEV_VERSION) as released))rm -rf $(B)/libev-orig \
