@@ -184,6 +184,7 @@ kernel_fetch ()
     return 0
   fi
   apt_setup || return 1
+  # shellcheck disable=SC2046 # "version package", split on purpose
   set -- "$1" $(kernel_pick "$1") || true
   [ $# -eq 3 ] || { say "$1: no cloud-amd64 kernel package on the mirror"; return 1; }
   series=$1 version=$2 pkg=$3
@@ -199,9 +200,10 @@ kernel_fetch ()
   (cd "$d/dl" && apt-get -qq $APT_OPTS download "$pkg=$version") >>"$A/log" 2>&1 \
     || { tail -n 20 "$A/log" >&2; return 1; }
   dpkg-deb -x "$d"/dl/*.deb "$d/root"
-  img=$(ls "$d"/root/boot/vmlinuz-* "$d"/root/usr/lib/modules/*/vmlinuz "$d"/root/lib/modules/*/vmlinuz 2>/dev/null | head -n 1)
+  img=$(ls "$d"/root/boot/vmlinuz-* "$d"/root/usr/lib/modules/*/vmlinuz* "$d"/root/lib/modules/*/vmlinuz* 2>/dev/null | head -n 1)
   [ -n "$img" ] || { say "$series: no vmlinuz in $pkg"; return 1; }
   cp "$img" "$d/vmlinuz"
+  # (sid packages it as usr/lib/modules/VER/vmlinuz.unsigned)
   # the cloud kernels have virtio, the serial console and io_uring built in:
   # no modules are needed, and the unpacked tree is not kept
   rm -rf "$d/root"
@@ -272,20 +274,22 @@ boot ()
   d=$K/$1
   log=$d/console.log
   progs=0
+  series=$1
   case $PROGRAMS in
     1) progs=1 ;;
-    auto) case $1 in 5.10|6.1) progs=1 ;; esac ;;
+    auto) case $series in 5.10|6.1) progs=1 ;; esac ;;
   esac
   rm -f "$log"
   # root in the guest gets our limits (as make check would), nobody Debian's
-  ml=$(ulimit -l)
-  [ "$ml" = unlimited ] || ml=$((ml * 1024))
-  rootlimits=$ml:$(ulimit -Sn):$(ulimit -Hn)
+  # (prlimit prints "SOFT HARD", in bytes for memlock, or "unlimited")
+  # shellcheck disable=SC2046 # "SOFT HARD", split on purpose
+  set -- $(prlimit -p $$ -o SOFT,HARD --noheadings --memlock) $(prlimit -p $$ -o SOFT,HARD --noheadings --nofile)
+  rootlimits=$1:$3:$4
   # the guest's stdin and the monitor are off: the console goes to the log only
   timeout -k 10 "$BOOT_TIMEOUT" qemu-system-x86_64 -accel tcg -machine q35 -cpu max \
     -m "$MEM" -smp "$SMP" -nographic -monitor none -serial "file:$log" -no-reboot \
     -nic none -kernel "$d/vmlinuz" -initrd "$K/initramfs.cpio" \
-    -append "console=ttyS0 panic=-1 loglevel=4 ck.timeout=$TEST_TIMEOUT ck.programs=$progs ck.rootlimits=$rootlimits ck.users=$(echo $USERS | tr ' ' ,)" \
+    -append "console=ttyS0 panic=-1 loglevel=4 ck.timeout=$TEST_TIMEOUT ck.programs=$progs ck.rootlimits=$rootlimits ck.users=$(echo "$USERS" | tr ' ' ,)" \
     </dev/null >"$d/qemu.log" 2>&1
 }
 
