@@ -5,7 +5,9 @@
 #   make check-unprivileged  the same as nobody with Debian's default limits
 #                        (memlock 8 MiB, nofile 1024), when run as root
 #   make check-asan      the same tests and libev, built with ASan and UBSan
-#   make ci              what .ci/run runs: the static checks, check-embed,
+#   make check-kernel    the tests inside Debian's kernels under qemu (TCG):
+#                        KERNEL=6.1 (default) or KERNELS="5.10 6.1 6.12 7"
+#   make ci              what .ci/run runs first: the static checks, check-embed,
 #                        check-programs, check-asan, check-valgrind, check
 #   make bench           benchmark against libev 4.33 as released
 #   make install         PREFIX=/usr/local DESTDIR=
@@ -37,6 +39,8 @@ VALGRIND   ?= valgrind
 TEST_TIMEOUT ?= 600
 UNPRIV_USER  ?= nobody
 UNPRIV_GROUP ?= nogroup
+KERNEL     ?= 6.1
+KERNELS    ?= $(KERNEL)
 
 # project flags; the user's CPPFLAGS/CFLAGS come last, so they win
 EV_OPT       = -g -O2
@@ -80,7 +84,7 @@ Q = $(if $(filter 1,$(V)),,@)
 DEPS = PKG_CONFIG='$(PKG_CONFIG)' sh $(srcdir)/tools/deps.sh
 
 .PHONY: all lib demo tests check check-asan check-valgrind check-warnings \
-        check-patches check-symbols check-programs check-embed check-unprivileged ci \
+        check-patches check-symbols check-programs check-embed check-unprivileged check-kernel ci \
         bench bench-plot bench-features install uninstall clean deb check-deb
 
 all: lib tests demo
@@ -255,6 +259,18 @@ check-programs: all
 
 check-embed: $(EV_C_DEPS)
 	$(Q)sh $(srcdir)/tests/embed/run.sh $(B) || { rc=$$?; [ $$rc = 77 ] && echo "SKIP: check-embed"; [ $$rc = 77 ]; }
+
+# the suite inside Debian's own kernels (tools/check-kernel.sh); exit 77
+# (qemu cannot run here) is SKIP
+$(B)/kernels:
+	$(Q)mkdir -p $@
+
+$(B)/kernels/probe: $(srcdir)/tools/kernel/probe.c | $(B)/kernels
+	$(call quiet,CCLD,$@)$(CC) -O2 -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
+
+check-kernel: tests $(B)/$(SONAME) $(B)/kernels/probe
+	$(Q)TESTS='$(TESTS_BUILT)' sh $(srcdir)/tools/check-kernel.sh $(B) $(srcdir) $(KERNELS) \
+	  || { rc=$$?; [ $$rc = 77 ] && echo "SKIP: check-kernel"; [ $$rc = 77 ]; }
 
 $(B)/libev-orig/.built: $(B)/libev-$(LIBEV_VERSION)/.pristine
 	$(call quiet,BUILD,$(B)/libev-orig (libev $(LIBEV_VERSION) as released))rm -rf $(B)/libev-orig \

@@ -6,7 +6,8 @@
 # a tool is a command looked up in PATH, pc:module a pkg-config module
 # ($PKG_CONFIG, default pkg-config).  when something is missing and we run
 # as root on a system with apt-get, the Debian packages are installed;
-# otherwise we stop and print the command to run.
+# otherwise we stop and print the command to run.  DEPS_NO_RECOMMENDS=1
+# installs without the packages' recommends (qemu's would bring a GUI).
 
 set -eu
 
@@ -34,6 +35,11 @@ package ()
     dpkg-source|dpkg-buildpackage|dpkg-parsechangelog|dpkg-checkbuilddeps) echo dpkg-dev ;;
     dh)          echo debhelper ;;
     lintian)     echo lintian ;;
+    qemu-system-x86_64) echo qemu-system-x86 ;;
+    busybox)     echo busybox-static ;;
+    nghttpd)     echo nghttp2-server ;;
+    h2load)      echo nghttp2-client ;;
+    dpkg-deb)    echo dpkg ;;
     *)           echo "$1" ;;
   esac
 }
@@ -73,7 +79,7 @@ then
   export DEBIAN_FRONTEND
   apt-get update -qq
   # shellcheck disable=SC2086 # word splitting wanted
-  apt-get install -y -qq $missing
+  apt-get install -y -qq ${DEPS_NO_RECOMMENDS:+--no-install-recommends} $missing
   exit 0
 fi
 
