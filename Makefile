@@ -269,7 +269,7 @@ $(B)/kernels/probe: $(srcdir)/tools/kernel/probe.c | $(B)/kernels
 	$(call quiet,CCLD,$@)$(CC) -O2 -Wall -Wextra $(CPPFLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS)
 
 check-kernel: tests $(B)/$(SONAME) $(B)/kernels/probe
-	$(Q)TESTS='$(TESTS_BUILT)' sh $(srcdir)/tools/check-kernel.sh $(B) $(srcdir) $(KERNELS) \
+	$(Q)TESTS='$(TESTS)' sh $(srcdir)/tools/check-kernel.sh $(B) $(srcdir) $(KERNELS) \
 	  || { rc=$$?; [ $$rc = 77 ] && echo "SKIP: check-kernel"; [ $$rc = 77 ]; }
 
 $(B)/libev-orig/.built: $(B)/libev-$(LIBEV_VERSION)/.pristine
