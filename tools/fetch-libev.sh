@@ -59,63 +59,11 @@ unpack ()
   say "pristine libev $VERSION from $2"
 }
 
-# print "uri suite signed-by" for the Debian archive the system uses:
-# one-line sources.list files and deb822 .sources files alike
-apt_mirror ()
-{
-  {
-    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list
-    do
-      [ -r "$f" ] || continue
-      sed -e 's/#.*//' "$f" | awk '
-        $1 == "deb" || $1 == "deb-src" {
-          opts = ""; i = 2
-          if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) { opts = opts " " $i; i++ } opts = opts " " $i; i++ }
-          key = "-"
-          if (match (opts, /signed-by=[^] ]*/)) key = substr (opts, RSTART + 10, RLENGTH - 10)
-          print $(i), $(i + 1), key
-        }'
-    done
-    for f in /etc/apt/sources.list.d/*.sources
-    do
-      [ -r "$f" ] || continue
-      awk '
-        function flush (  n, m, u, s, uris, suites)
-        {
-          if (types ~ /(^| )deb(-src)?( |$)/ && enabled != "no")
-            {
-              n = split (uri, uris, " "); m = split (suite, suites, " ")
-              for (u = 1; u <= n; u++) for (s = 1; s <= m; s++) print uris [u], suites [s], (key ~ /^\// ? key : "-")
-            }
-          types = uri = suite = key = enabled = ""
-        }
-        /^#/ { next }
-        /^[ \t]*$/ { flush (); next }
-        /^[ \t]/ { next }
-        {
-          field = tolower ($1); sub (/:$/, "", field); $1 = ""; sub (/^ +/, "")
-          if (field == "types") types = $0
-          else if (field == "uris") uri = $0
-          else if (field == "suites") suite = $0
-          else if (field == "signed-by") key = $0
-          else if (field == "enabled") enabled = tolower ($0)
-        }
-        END { flush () }' "$f"
-    done
-  } | awk '
-    # the main archive: not security, updates or backports
-    $2 ~ /[-\/](security|updates|backports|proposed-updates)$/ { next }
-    $1 ~ /security/ { next }
-    $1 ~ /\/debian\/?$/ { print; found = 1; exit }
-    !other { other = $0 }
-    END { if (!found && other) print other }'
-}
-
 from_apt ()
 {
   command -v apt-get >/dev/null 2>&1 || return 1
   # shellcheck disable=SC2046 # "uri suite key", split on purpose
-  set -- $(apt_mirror)
+  set -- $(sh "$(dirname "$0")/apt-mirror.sh")
   [ $# -eq 3 ] || { say "no Debian mirror found in /etc/apt"; return 1; }
   uri=$1 suite=$2 key=$3
   A=$(cd "$B" && pwd)/apt
