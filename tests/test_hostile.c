@@ -276,109 +276,6 @@ test_hostile_memlock_small (void **state)
 /*****************************************************************************/
 /* bad fds */
 
-/* an fd number that is not open: EV_ERROR, the watcher is stopped.  our
-   backend's contract only: libev's epoll backend asserts on EBADF */
-static void
-test_hostile_ebadf (void **state)
-{
-  struct test_ctx *ctx = *state;
-  struct test_io t;
-  int fd, i;
-
-  fd = dup (0);
-  assert_true (fd >= 0);
-  close (fd);
-
-  test_io_start (ctx->loop, &t, fd, EV_READ);
-
-  for (i = 0; i < 10 && !t.calls; ++i)
-    ev_run (ctx->loop, EVRUN_NOWAIT);
-
-  assert_int_equal (t.calls, 1);
-  assert_true (t.last & EV_ERROR);
-  assert_false (ev_is_active (&t.w));
-
-  /* and the loop is still fine */
-  assert_true (test_loop_works (ctx->loop));
-}
-
-/* reopen the pair fds [] as a new one, landing on the same numbers */
-static void
-reopen_pipe (int fds [2])
-{
-  int p [2], k;
-
-  assert_int_equal (pipe2 (p, O_NONBLOCK | O_CLOEXEC), 0);
-
-  /* usually the kernel hands out the freed numbers again by itself */
-  if (p [0] == fds [0] && p [1] == fds [1])
-    return;
-
-  for (k = 0; k < 2; ++k)
-    {
-      int high = fcntl (p [k], F_DUPFD_CLOEXEC, 512);
-
-      assert_true (high >= 0);
-      close (p [k]);
-      p [k] = high;
-    }
-
-  for (k = 0; k < 2; ++k)
-    {
-      assert_int_equal (dup3 (p [k], fds [k], O_CLOEXEC), fds [k]);
-      close (p [k]);
-    }
-}
-
-/* the readiness of the old pipe must not reach the watcher of the new one,
-   whether it was still pending in the kernel or already completed */
-static void
-test_hostile_fd_reuse (void **state)
-{
-  struct test_ctx *ctx = *state;
-  struct test_io t;
-  int p [2], round;
-
-  test_pipe (ctx, p);
-  test_io_start (ctx->loop, &t, p [0], EV_READ);
-
-  for (round = 0; round < 2; ++round)
-    {
-      test_run_nowait (ctx->loop, 2);
-      assert_int_equal (t.calls, 0);
-
-      /* round 0: readable, the completion is waiting to be reaped;
-         round 1: reported once, then the pipe is replaced */
-      test_put (p [1]);
-      if (round)
-        {
-          test_run_nowait (ctx->loop, 1);
-          assert_true (t.calls >= 1);
-          t.calls = 0;
-        }
-
-      ev_io_stop (ctx->loop, &t.w);
-      close (p [0]);
-      close (p [1]);
-      reopen_pipe (p);
-      ev_io_set (&t.w, p [0], EV_READ);
-      ev_io_start (ctx->loop, &t.w);
-
-      test_run_nowait (ctx->loop, 5);
-      assert_int_equal (t.calls, 0);
-
-      test_put (p [1]);
-      test_run_nowait (ctx->loop, 3);
-      assert_true (t.calls >= 1);
-      assert_int_equal (t.last, EV_READ);
-      test_get (p [0]);
-      test_run_nowait (ctx->loop, 1);
-      t.calls = 0;
-    }
-
-  ev_io_stop (ctx->loop, &t.w);
-}
-
 /* peer end of a socketpair: has it seen EOF? */
 static int
 peer_sees_eof (int fd)
@@ -386,25 +283,6 @@ peer_sees_eof (int fd)
   char c;
 
   return recv (fd, &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0;
-}
-
-/* ev_io_stop, close: the peer sees EOF within one loop iteration */
-static void
-test_hostile_stop_close (void **state)
-{
-  struct test_ctx *ctx = *state;
-  struct test_io t;
-  int s [2];
-
-  test_socketpair (ctx, s);
-  test_io_start (ctx->loop, &t, s [0], EV_READ);
-  test_run_nowait (ctx->loop, 2);
-
-  ev_io_stop (ctx->loop, &t.w);
-  test_close (ctx, s [0]);
-  test_run_nowait (ctx->loop, 1);
-
-  assert_true (peer_sees_eof (s [1]));
 }
 
 /* close without ev_io_stop (epoll tolerates it): no abort, and the socket
@@ -1134,8 +1012,6 @@ static const struct CMUnitTest tests [] = {
   TEST_ON (test_hostile_ring_fd_closed, iouring), TEST_PATHS (test_hostile_ring_fd_closed),
   TEST_ON (test_hostile_ring_fd_replaced, iouring), TEST_PATHS (test_hostile_ring_fd_replaced),
   TEST_BOTH (test_hostile_cycles),
-  TEST_ON (test_hostile_ebadf, iouring),
-  TEST_ON (test_hostile_ebadf, oldest),
   TEST_BOTH (test_hostile_eintr),
   TEST_ON (test_hostile_eintr, noextarg),
   TEST_BOTH (test_hostile_eintr_restart),
@@ -1144,7 +1020,6 @@ static const struct CMUnitTest tests [] = {
   TEST_ON (test_hostile_enter_ebadr, noextarg),
   TEST_ON (test_hostile_enter_ebusy, iouring),
   TEST_ON (test_hostile_enter_eintr, iouring),
-  TEST_BOTH (test_hostile_fd_reuse),
   TEST_ON (test_hostile_memlock_small, iouring),
   TEST_ON (test_hostile_memlock_zero, iouring),
   TEST_ON (test_hostile_rebuild_fails, iouring),
@@ -1152,7 +1027,6 @@ static const struct CMUnitTest tests [] = {
   TEST_ON (test_hostile_rebuild_fails_fork, iouring),
   TEST_ON (test_hostile_seccomp_enosys, iouring),
   TEST_ON (test_hostile_seccomp_eperm, iouring),
-  TEST_BOTH (test_hostile_stop_close),
 };
 
 int

@@ -1,7 +1,9 @@
 /*
  * test_modify.c: starting, stopping and changing io watchers; close and fd
- * reuse (the generation counter in user_data); EV_ERROR for bad fds.
- * DESIGN.md scenarios 1, 3, 4 and 5, on io_uring and on epoll.
+ * reuse (the generation counter in user_data), also of both ends of a
+ * pipe at once, before and after the old file's event was delivered;
+ * EV_ERROR for bad fds.  DESIGN.md scenarios 1, 3, 4 and 5, on io_uring
+ * and on epoll.
  */
 
 #define _GNU_SOURCE 1
@@ -371,6 +373,89 @@ test_modify_closed_fd_error (void **state)
   assert_false (ev_is_active (&r.w));
 }
 
+/*****************************************************************************/
+/* both ends of a pipe reopened on the same numbers, twice */
+
+/* reopen the pair fds [] as a new one, landing on the same numbers */
+static void
+reopen_pipe (int fds [2])
+{
+  int p [2], k;
+
+  assert_int_equal (pipe2 (p, O_NONBLOCK | O_CLOEXEC), 0);
+
+  /* usually the kernel hands out the freed numbers again by itself */
+  if (p [0] == fds [0] && p [1] == fds [1])
+    return;
+
+  for (k = 0; k < 2; ++k)
+    {
+      int high = fcntl (p [k], F_DUPFD_CLOEXEC, 512);
+
+      assert_true (high >= 0);
+      close (p [k]);
+      p [k] = high;
+    }
+
+  for (k = 0; k < 2; ++k)
+    {
+      assert_int_equal (dup3 (p [k], fds [k], O_CLOEXEC), fds [k]);
+      close (p [k]);
+    }
+}
+
+/* both ends of a pipe closed and reopened on the same numbers, twice: the
+   readiness of the old pipe must not reach the watcher of the new one,
+   whether its completion was still waiting to be reaped (round 0) or the
+   watcher was already called for it and armed again (round 1) */
+static void
+test_modify_reuse_twice (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io t;
+  int p [2], round;
+
+  test_pipe (ctx, p);
+  test_io_start (ctx->loop, &t, p [0], EV_READ);
+
+  for (round = 0; round < 2; ++round)
+    {
+      test_run_nowait (ctx->loop, 2);
+      assert_int_equal (t.calls, 0);
+
+      /* round 0: readable, the completion is waiting to be reaped;
+         round 1: reported once, then the pipe is replaced */
+      test_put (p [1]);
+      if (round)
+        {
+          test_run_nowait (ctx->loop, 1);
+          assert_true (t.calls >= 1);
+          t.calls = 0;
+        }
+
+      ev_io_stop (ctx->loop, &t.w);
+      close (p [0]);
+      close (p [1]);
+      reopen_pipe (p);
+      ev_io_set (&t.w, p [0], EV_READ);
+      ev_io_start (ctx->loop, &t.w);
+
+      test_run_nowait (ctx->loop, 5);
+      assert_int_equal (t.calls, 0);
+
+      test_put (p [1]);
+      test_run_nowait (ctx->loop, 3);
+      assert_true (t.calls >= 1);
+      assert_int_equal (t.last, EV_READ);
+      test_get (p [0]);
+      test_run_nowait (ctx->loop, 1);
+      t.calls = 0;
+    }
+
+  ev_io_stop (ctx->loop, &t.w);
+}
+
+
 static const struct CMUnitTest tests [] = {
   TEST_ALL (test_modify_close_without_stop),
   TEST_ON (test_modify_closed_fd_error, iouring),
@@ -382,6 +467,7 @@ static const struct CMUnitTest tests [] = {
   TEST_ALL (test_modify_restart_churn),
   TEST_ALL (test_modify_reuse_after_stop),
   TEST_ALL (test_modify_reuse_ready),
+  TEST_BOTH (test_modify_reuse_twice),
   TEST_ALL (test_modify_reuse_without_stop),
   TEST_ALL (test_modify_stop_close_eof),
   TEST_ALL (test_modify_stop_close_eof_busy),
