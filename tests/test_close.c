@@ -13,7 +13,9 @@
  *   EOF after the close;
  * - close without ev_io_stop: the peer sees EOF within a bound in time
  *   that depends neither on the fd number (a low one, 1000, 19000) nor on how
- *   many other fds are armed (10000), on a busy loop and on an idle one;
+ *   many other fds are armed (10000), on a busy loop and on an idle one,
+ *   and on a loop run only with EVRUN_NOWAIT while another watcher keeps
+ *   delivering;
  * - close in the watcher's own callback without ev_io_stop: epoll never
  *   calls that watcher again, not even when the fd number is reused by a
  *   new pipe with data in it.
@@ -780,6 +782,52 @@ test_close_in_callback_reuse (void **state)
 }
 
 /*****************************************************************************/
+/* close without ev_io_stop, the loop polled without waiting */
+
+/* close without ev_io_stop while another watcher is armed, the loop run
+   only with EVRUN_NOWAIT (it never waits in the kernel): no abort, the
+   peer sees EOF within EOF_BOUND seconds of such polling, the other
+   watcher still delivers, and the late ev_io_stop is harmless */
+static void
+test_close_nostop_nowait (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io t, other;
+  int s [2], p [2], i;
+  ev_tstamp start;
+
+  test_socketpair (ctx, s);
+  test_pipe (ctx, p);
+  test_io_init (&t, s [0], EV_READ);
+  test_io_init (&other, p [0], EV_READ);
+  other.drain = 1;
+  ev_io_start (ctx->loop, &t.w);
+  ev_io_start (ctx->loop, &other.w);
+  test_run_nowait (ctx->loop, 2);
+
+  test_close (ctx, s [0]);
+
+  start = ev_time ();
+  for (i = 0; ev_time () - start < EOF_BOUND && !peer_sees_eof (s [1]); ++i)
+    ev_run (ctx->loop, EVRUN_NOWAIT);
+
+  if (getenv ("TEST_VERBOSE"))
+    print_message ("peer saw EOF after %d iterations, %.3f s\n", i, ev_time () - start);
+
+  if (!peer_sees_eof (s [1]))
+    print_error ("peer saw no EOF after %.0f s\n", EOF_BOUND);
+  assert_true (peer_sees_eof (s [1]));
+
+  /* the rest of the loop is unharmed, and the late stop is harmless */
+  test_put (p [1]);
+  test_run_nowait (ctx->loop, 3);
+  assert_true (other.calls >= 1);
+  ev_io_stop (ctx->loop, &t.w);
+  ev_io_stop (ctx->loop, &other.w);
+  test_run_nowait (ctx->loop, 2);
+}
+
+/*****************************************************************************/
 
 static const struct CMUnitTest tests [] = {
   TEST_BOTH (test_close_destroy_child_holds),
@@ -796,6 +844,7 @@ static const struct CMUnitTest tests [] = {
   TEST_BOTH (test_close_nostop_idle_many),
   TEST_BOTH (test_close_nostop_lowfd),
   TEST_BOTH (test_close_nostop_many),
+  TEST_BOTH (test_close_nostop_nowait),
   TEST_BOTH (test_close_stop_break),
   TEST_ON (test_close_stop_break, noextarg),
   TEST_BOTH (test_close_stop_break_destroy),

@@ -273,62 +273,6 @@ test_hostile_memlock_small (void **state)
   test_in_child (memlock_small_child, 0);
 }
 
-/*****************************************************************************/
-/* bad fds */
-
-/* peer end of a socketpair: has it seen EOF? */
-static int
-peer_sees_eof (int fd)
-{
-  char c;
-
-  return recv (fd, &c, 1, MSG_DONTWAIT | MSG_PEEK) == 0;
-}
-
-/* close without ev_io_stop (epoll tolerates it): no abort, and the socket
-   is not kept open by a pending poll for ever: the peer sees EOF within a
-   second of a loop polled without waiting (ev_iouring.c, note l: an idle
-   poll moves to the epoll set within 0.8 s); 5 s catches a hang */
-#define CLOSE_SECONDS 5.
-
-static void
-test_hostile_close_active (void **state)
-{
-  struct test_ctx *ctx = *state;
-  struct test_io t, other;
-  int s [2], p [2], i;
-  ev_tstamp start;
-
-  test_socketpair (ctx, s);
-  test_pipe (ctx, p);
-  test_io_init (&t, s [0], EV_READ);
-  test_io_init (&other, p [0], EV_READ);
-  other.drain = 1;
-  ev_io_start (ctx->loop, &t.w);
-  ev_io_start (ctx->loop, &other.w);
-  test_run_nowait (ctx->loop, 2);
-
-  test_close (ctx, s [0]);
-
-  start = ev_time ();
-  for (i = 0; ev_time () - start < CLOSE_SECONDS && !peer_sees_eof (s [1]); ++i)
-    ev_run (ctx->loop, EVRUN_NOWAIT);
-
-  if (getenv ("TEST_VERBOSE"))
-    print_message ("peer saw EOF after %d iterations, %.3f s\n", i, ev_time () - start);
-
-  if (!peer_sees_eof (s [1]))
-    print_error ("peer saw no EOF after %.0f s\n", CLOSE_SECONDS);
-  assert_true (peer_sees_eof (s [1]));
-
-  /* the rest of the loop is unharmed, and the late stop is harmless */
-  test_put (p [1]);
-  test_run_nowait (ctx->loop, 3);
-  assert_true (other.calls >= 1);
-  ev_io_stop (ctx->loop, &t.w);
-  ev_io_stop (ctx->loop, &other.w);
-  test_run_nowait (ctx->loop, 2);
-}
 
 /*****************************************************************************/
 /* the backend's own fd closed or replaced behind libev's back, as daemons
@@ -1007,7 +951,6 @@ static const struct CMUnitTest tests [] = {
   TEST_ON (test_hostile_backlog, oldest),
   TEST_ON (test_hostile_cloexec, iouring),
   TEST_ON (test_hostile_cloexec, nocqeskip),
-  TEST_BOTH (test_hostile_close_active),
   /* io_uring only: libev's epoll backend calls ev_syserr (abort) here */
   TEST_ON (test_hostile_ring_fd_closed, iouring), TEST_PATHS (test_hostile_ring_fd_closed),
   TEST_ON (test_hostile_ring_fd_replaced, iouring), TEST_PATHS (test_hostile_ring_fd_replaced),

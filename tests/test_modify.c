@@ -455,7 +455,6 @@ test_modify_reuse_twice (void **state)
   ev_io_stop (ctx->loop, &t.w);
 }
 
-
 static const struct CMUnitTest tests [] = {
   TEST_ALL (test_modify_close_without_stop),
   TEST_ON (test_modify_closed_fd_error, iouring),
