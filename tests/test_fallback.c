@@ -15,7 +15,14 @@
  * - ev_embed: an io_uring loop embedded into an epoll loop keeps delivering
  *   every event through the outer loop after the kernel refused io_uring
  *   (switch to epoll), after a rebuild (EBADR) and after its ring fd was
- *   closed behind its back; ev_backend_fd keeps its number.
+ *   closed behind its back; ev_backend_fd keeps its number;
+ * - the ring fd closed, or replaced by another file, behind libev's back
+ *   (daemons that close every fd above 2): a new ring (or epoll), every
+ *   watcher kept, the file that took the number left alone;
+ * - the kernel refusing io_uring_enter at runtime (EBADR, EBUSY, EAGAIN,
+ *   EINTR), and a new ring that cannot be had (after EBADR, or in a child
+ *   forked without ev_loop_fork): the loop goes on, on epoll if it must,
+ *   with every kind of watcher (io, timer, async, signal) delivering.
  *
  * code in a forked child reports through _exit codes; every wait is bounded.
  */
@@ -29,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -634,6 +642,325 @@ test_fallback_closed_rebuild (void **state)
   test_in_child (closed_child, &c);
 }
 
+/*****************************************************************************/
+/* the backend's own fd closed or replaced behind libev's back, as daemons
+   that close every fd above 2 do: the loop gets a new ring (or epoll),
+   keeps its watchers, and never closes the file that took the number.
+   (libev's epoll backend aborts with "(libev) epoll_wait: Bad file
+   descriptor" here: this is one place where we do better) */
+
+/* the loop's backend fd, found by what /proc says it is (libev keeps it private) */
+static int
+backend_fd_of (const struct test_ctx *ctx)
+{
+  const char *want = ev_backend (ctx->loop) == EVBACKEND_IOURING ? "anon_inode:[io_uring]" : "anon_inode:[eventpoll]";
+  char path [64], link [64];
+  int fd, found = -1;
+
+  for (fd = 3; fd < 1024; ++fd)
+    {
+      ssize_t n;
+
+      snprintf (path, sizeof (path), "/proc/self/fd/%d", fd);
+      n = readlink (path, link, sizeof (link) - 1);
+      if (n > 0)
+        {
+          link [n] = 0;
+          if (!strcmp (link, want))
+            {
+              assert_int_equal (found, -1); /* exactly one */
+              found = fd;
+            }
+        }
+    }
+
+  assert_true (found >= 0);
+  return found;
+}
+
+static void
+ring_fd_lost (struct test_ctx *ctx, int replace)
+{
+  struct test_io t;
+  int p [2], q [2], ring = backend_fd_of (ctx), delivered;
+
+  test_pipe (ctx, p);
+  test_io_start (ctx->loop, &t, p [0], EV_READ);
+  t.drain = 1;
+  test_run_nowait (ctx->loop, 2);
+
+  if (replace)
+    {
+      /* another file under the ring's number: a pipe of the test's own */
+      test_pipe (ctx, q);
+      assert_int_equal (dup2 (q [0], ring), ring);
+    }
+  else
+    assert_int_equal (close (ring), 0);
+
+  test_put (p [1]);
+  delivered = test_run_until (ctx->loop, &t.calls, 10);
+  assert_true (delivered >= 1);
+  assert_int_equal (t.last, EV_READ);
+
+  /* the loop still works */
+  test_put (p [1]);
+  assert_true (test_run_until (ctx->loop, &t.calls, 10) >= 0);
+  test_run_nowait (ctx->loop, 2);
+  assert_int_equal (t.calls >= 2, 1);
+
+  if (replace)
+    {
+      /* the file we put there is ours still: a write into q reaches it */
+      assert_true (fcntl (ring, F_GETFD) >= 0);
+      test_put (q [1]);
+      test_get (ring);
+      close (ring);
+    }
+
+  ev_io_stop (ctx->loop, &t.w);
+}
+
+static void
+test_fallback_ring_fd_closed (void **state)
+{
+  ring_fd_lost (*state, 0);
+}
+
+static void
+test_fallback_ring_fd_replaced (void **state)
+{
+  ring_fd_lost (*state, 1);
+}
+
+/*****************************************************************************/
+/* the kernel refusing at runtime, and a ring that cannot be rebuilt */
+
+/* one of every kind of watcher that reaches the backend */
+struct zoo
+{
+  struct test_io rd;    /* pipe, read */
+  struct test_io wr;    /* socketpair, write */
+  ev_timer       tm;
+  ev_async       as;
+  ev_signal      sig;
+  int            tm_calls, as_calls, sig_calls;
+  int            p [2], s [2];
+};
+
+static void
+zoo_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  struct zoo *z = (struct zoo *)((char *)w - offsetof (struct zoo, tm));
+
+  (void)loop;
+  (void)revents;
+  ++z->tm_calls;
+}
+
+static void
+zoo_async_cb (struct ev_loop *loop, ev_async *w, int revents)
+{
+  struct zoo *z = (struct zoo *)((char *)w - offsetof (struct zoo, as));
+
+  (void)loop;
+  (void)revents;
+  ++z->as_calls;
+}
+
+static void
+zoo_signal_cb (struct ev_loop *loop, ev_signal *w, int revents)
+{
+  struct zoo *z = (struct zoo *)((char *)w - offsetof (struct zoo, sig));
+
+  (void)loop;
+  (void)revents;
+  ++z->sig_calls;
+}
+
+/* fds are closed by the caller; non-cmocka, so a child can use it */
+static int
+zoo_start (struct ev_loop *loop, struct zoo *z)
+{
+  memset (z, 0, sizeof *z);
+
+  if (pipe2 (z->p, O_NONBLOCK | O_CLOEXEC)
+      || socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, z->s))
+    return 0;
+
+  test_io_init (&z->rd, z->p [0], EV_READ);
+  z->rd.drain = 1;
+  test_io_init (&z->wr, z->s [0], EV_WRITE);
+  z->wr.stop = 1; /* always writable: else EVRUN_ONCE never waits */
+  ev_timer_init (&z->tm, zoo_timer_cb, 0.001, 0.001);
+  ev_async_init (&z->as, zoo_async_cb);
+  ev_signal_init (&z->sig, zoo_signal_cb, SIGUSR1);
+
+  ev_io_start (loop, &z->rd.w);
+  ev_io_start (loop, &z->wr.w);
+  ev_timer_start (loop, &z->tm);
+  ev_async_start (loop, &z->as);
+  ev_signal_start (loop, &z->sig);
+  ev_run (loop, EVRUN_NOWAIT);
+  return 1;
+}
+
+#define ZOO_RUNS 100
+
+/* every watcher delivers again within ZOO_RUNS iterations; 0 names
+   nothing, else the one that did not */
+static const char *
+zoo_check (struct ev_loop *loop, struct zoo *z)
+{
+  int i;
+
+  z->rd.calls = z->wr.calls = z->tm_calls = z->as_calls = z->sig_calls = 0;
+
+  if (write (z->p [1], "x", 1) != 1)
+    return "write";
+  ev_io_start (loop, &z->wr.w);
+  ev_async_send (loop, &z->as);
+  kill (getpid (), SIGUSR1);
+
+  for (i = 0; i < ZOO_RUNS; ++i)
+    {
+      ev_run (loop, EVRUN_ONCE);
+
+      if (z->rd.calls && z->wr.calls && z->tm_calls && z->as_calls && z->sig_calls)
+        break;
+    }
+
+  if (!z->rd.calls)  return "pipe read";
+  if (!z->wr.calls)  return "socket write";
+  if (!z->tm_calls)  return "timer";
+  if (!z->as_calls)  return "async";
+  if (!z->sig_calls) return "signal";
+
+  /* the pipe was drained: it stays quiet */
+  z->rd.calls = 0;
+  for (i = 0; i < 3; ++i)
+    ev_run (loop, EVRUN_NOWAIT);
+  if (z->rd.calls)
+    return "drained pipe still reported";
+
+  return 0;
+}
+
+static void
+zoo_stop (struct ev_loop *loop, struct zoo *z)
+{
+  ev_io_stop (loop, &z->rd.w);
+  ev_io_stop (loop, &z->wr.w);
+  ev_timer_stop (loop, &z->tm);
+  ev_async_stop (loop, &z->as);
+  ev_signal_stop (loop, &z->sig);
+  close (z->p [0]);
+  close (z->p [1]);
+  close (z->s [0]);
+  close (z->s [1]);
+}
+
+static void
+zoo_assert (struct ev_loop *loop, struct zoo *z)
+{
+  const char *broken = zoo_check (loop, z);
+
+  if (broken)
+    fail_msg ("backend 0x%x: %s watcher silent", ev_backend (loop), broken);
+}
+
+static void
+refusal_run (struct test_ctx *ctx, int err)
+{
+  struct zoo z;
+  unsigned long rings;
+
+  assert_true (zoo_start (ctx->loop, &z));
+  zoo_assert (ctx->loop, &z);
+
+  /* counted from here: a ring grown for the zoo is a new ring too */
+  rings = ev_iouring_test_rings;
+  ev_iouring_test_enter_errno = err;
+  zoo_assert (ctx->loop, &z);
+  /* the hook fired: the refusal really happened */
+  assert_int_equal (ev_iouring_test_enter_errno, 0);
+
+  /* EBADR (5.19): cqes were lost, a new ring is the documented cure;
+     the others are transient and keep the ring */
+  if (err == EBADR)
+    assert_true (ev_iouring_test_rings > rings);
+  else
+    assert_int_equal (ev_iouring_test_rings, rings);
+
+  assert_int_equal (ev_backend (ctx->loop), EVBACKEND_IOURING);
+  zoo_assert (ctx->loop, &z);
+  zoo_stop (ctx->loop, &z);
+}
+
+static void test_fallback_enter_ebadr (void **state)  { refusal_run (*state, EBADR); }
+static void test_fallback_enter_ebusy (void **state)  { refusal_run (*state, EBUSY); }
+static void test_fallback_enter_eagain (void **state) { refusal_run (*state, EAGAIN); }
+static void test_fallback_enter_eintr (void **state)  { refusal_run (*state, EINTR); }
+
+/* EBADR forces a new ring, and the new ring cannot be had: epoll */
+static void
+test_fallback_rebuild_fails (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct zoo z;
+
+  assert_true (zoo_start (ctx->loop, &z));
+  zoo_assert (ctx->loop, &z);
+
+  ev_iouring_test_setup_errno = ENOMEM;
+  ev_iouring_test_enter_errno = EBADR;
+  zoo_assert (ctx->loop, &z);
+  assert_int_equal (ev_iouring_test_enter_errno, 0);
+  assert_int_equal (ev_backend (ctx->loop), EVBACKEND_EPOLL);
+
+  /* and it stays on epoll, delivering, with io_uring available again */
+  ev_iouring_test_setup_errno = 0;
+  zoo_assert (ctx->loop, &z);
+  assert_int_equal (ev_backend (ctx->loop), EVBACKEND_EPOLL);
+  zoo_stop (ctx->loop, &z);
+}
+
+/* a fork without ev_loop_fork needs a new ring in the child: none to be had */
+static void
+rebuild_fork_child (void *arg)
+{
+  struct ev_loop *loop = arg;
+  struct zoo z;
+  const char *broken;
+
+  ev_iouring_test_setup_errno = ENOMEM;
+
+  TEST_CHILD_CHECK (zoo_start (loop, &z));
+  broken = zoo_check (loop, &z);
+  if (broken)
+    fprintf (stderr, "child: %s watcher silent\n", broken);
+  TEST_CHILD_CHECK (!broken);
+  TEST_CHILD_CHECK (ev_backend (loop) == EVBACKEND_EPOLL);
+  zoo_stop (loop, &z);
+}
+
+static void
+test_fallback_rebuild_fails_fork (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct zoo z;
+
+  assert_true (zoo_start (ctx->loop, &z));
+  zoo_assert (ctx->loop, &z);
+  zoo_stop (ctx->loop, &z);
+
+  test_in_child (rebuild_fork_child, ctx->loop);
+
+  /* the parent's ring is untouched */
+  assert_int_equal (ev_backend (ctx->loop), EVBACKEND_IOURING);
+  assert_true (test_loop_works (ctx->loop));
+}
+
 static const struct CMUnitTest tests [] = {
   TEST_ON (test_fallback_closed_rebuild, iouring),
   TEST_ON (test_fallback_closed_switch, iouring),
@@ -644,6 +971,17 @@ static const struct CMUnitTest tests [] = {
   /* io_uring only: libev's epoll backend calls ev_syserr (abort) here */
   TEST_ON (test_fallback_embed_ring_closed, iouring),
   TEST_ON (test_fallback_embed_ring_closed, noextarg),
+  TEST_ON (test_fallback_enter_eagain, iouring),
+  TEST_ON (test_fallback_enter_ebadr, iouring),
+  TEST_ON (test_fallback_enter_ebadr, noextarg),
+  TEST_ON (test_fallback_enter_ebusy, iouring),
+  TEST_ON (test_fallback_enter_eintr, iouring),
+  TEST_ON (test_fallback_rebuild_fails, iouring),
+  TEST_ON (test_fallback_rebuild_fails, noextarg),
+  TEST_ON (test_fallback_rebuild_fails_fork, iouring),
+  /* io_uring only: libev's epoll backend calls ev_syserr (abort) here */
+  TEST_ON (test_fallback_ring_fd_closed, iouring), TEST_PATHS (test_fallback_ring_fd_closed),
+  TEST_ON (test_fallback_ring_fd_replaced, iouring), TEST_PATHS (test_fallback_ring_fd_replaced),
   TEST_BOTH (test_fallback_stall_1023),
   TEST_BOTH (test_fallback_stall_1024),
   TEST_ON (test_fallback_stall_1024, noextarg),
