@@ -275,98 +275,6 @@ test_hostile_memlock_small (void **state)
 
 
 /*****************************************************************************/
-/* a CQ backlog: far more ready fds than a small ring's CQ holds */
-
-#define BACKLOG_PIPES 1000
-
-struct backlog
-{
-  struct test_io t [BACKLOG_PIPES];
-  int            fds [BACKLOG_PIPES][2];
-};
-
-/* stop: the callbacks stop their watchers, so nothing is left to submit
-   and only the backlog itself can make the backend enter the kernel: on
-   5.5 to 5.7, which have no IORING_SQ_CQ_OVERFLOW flag, an idle
-   EVRUN_NOWAIT poll must enter anyway (mode nooverflowflag) */
-static void
-backlog (struct test_ctx *ctx, int stop, int max_runs)
-{
-  struct ev_loop *loop;
-  struct backlog *b;
-  int i, runs, done;
-
-  /* 2000 pipe ends: more than a soft RLIMIT_NOFILE of 1024 */
-  if (!test_fd_room (2 * BACKLOG_PIPES))
-    skip ();
-
-  /* a ring of at most 8 sqes: the backend retries smaller, as on ENOMEM */
-  ev_iouring_test_setup_max = 8;
-  loop = test_loop_new (ctx->mode);
-  assert_non_null (loop);
-  assert_int_equal (ev_backend (loop), ctx->mode->backend);
-  if (TEST_IS_IOURING (ctx))
-    assert_true (ev_iouring_test_cq_entries * 4 < BACKLOG_PIPES);
-
-  b = calloc (1, sizeof *b);
-  assert_non_null (b);
-
-  for (i = 0; i < BACKLOG_PIPES; ++i)
-    {
-      assert_int_equal (pipe2 (b->fds [i], O_NONBLOCK | O_CLOEXEC), 0);
-      test_io_init (&b->t [i], b->fds [i][0], EV_READ);
-      b->t [i].drain = 1;
-      b->t [i].stop  = stop;
-      ev_io_start (loop, &b->t [i].w);
-    }
-
-  /* armed while idle, then everything becomes ready at once */
-  test_run_nowait (loop, 2);
-  for (i = 0; i < BACKLOG_PIPES; ++i)
-    test_put (b->fds [i][1]);
-
-  for (runs = 0; runs < max_runs; ++runs)
-    {
-      ev_run (loop, EVRUN_NOWAIT);
-
-      for (done = i = 0; i < BACKLOG_PIPES; ++i)
-        done += b->t [i].calls > 0;
-      if (done == BACKLOG_PIPES)
-        break;
-    }
-
-  /* a few more: drained pipes stay quiet */
-  test_run_nowait (loop, 3);
-
-  for (i = 0; i < BACKLOG_PIPES; ++i)
-    {
-      if (b->t [i].calls != 1)
-        print_error ("pipe %d: %d calls\n", i, b->t [i].calls);
-      assert_int_equal (b->t [i].calls, 1);
-      ev_io_stop (loop, &b->t [i].w);
-      close (b->fds [i][0]);
-      close (b->fds [i][1]);
-    }
-
-  free (b);
-  ev_loop_destroy (loop);
-}
-
-static void
-test_hostile_backlog (void **state)
-{
-  backlog (*state, 0, MAX_RUNS);
-}
-
-/* 1000 ready pipes through a cq of 32 (the ring cannot grow here: at most
-   a cq's worth is flushed per enter) need 32 polls; twice that leaves room */
-static void
-test_hostile_backlog_idle (void **state)
-{
-  backlog (*state, 1, 64);
-}
-
-/*****************************************************************************/
 /* signals interrupting the wait */
 
 static volatile sig_atomic_t usr2_count;
@@ -626,13 +534,6 @@ test_hostile_cycles (void **state)
 /*****************************************************************************/
 
 static const struct CMUnitTest tests [] = {
-  TEST_BOTH (test_hostile_backlog),
-  TEST_ON (test_hostile_backlog, nonodrop),
-  TEST_ON (test_hostile_backlog, nooverflowflag),
-  TEST_BOTH (test_hostile_backlog_idle),
-  TEST_ON (test_hostile_backlog_idle, nonodrop),
-  TEST_ON (test_hostile_backlog_idle, nooverflowflag),
-  TEST_ON (test_hostile_backlog, oldest),
   TEST_ON (test_hostile_cloexec, iouring),
   TEST_ON (test_hostile_cloexec, nocqeskip),
   /* io_uring only: libev's epoll backend calls ev_syserr (abort) here */

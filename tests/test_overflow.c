@@ -2,8 +2,11 @@
  * test_overflow.c: DESIGN.md scenario 9.  more watched fds than SQ entries
  * (ev_iouring_test_setup_max forces a small ring), more ready fds than CQ
  * entries (a CQ backlog, kept by the kernel with NODROP since 5.5 and
- * flushed by io_uring_enter (GETEVENTS)), with NODROP masked too: every
- * event arrives, none twice in one iteration.
+ * flushed by io_uring_enter (GETEVENTS)), with NODROP masked too, and
+ * without the IORING_SQ_CQ_OVERFLOW flag (5.5 to 5.7): every event
+ * arrives, none twice in one iteration; a backlog left when every
+ * callback stopped its watcher (nothing to submit) is flushed by idle
+ * EVRUN_NOWAIT polls all the same.
  */
 
 #define _GNU_SOURCE 1
@@ -261,8 +264,94 @@ test_overflow_restart_backlog (void **state)
   ovf_close ();
 }
 
+/*****************************************************************************/
+/* a CQ backlog: far more ready fds than a small ring's CQ holds */
+
+#define BACKLOG_PIPES 1000
+#define BACKLOG_POLLS 64
+
+struct backlog
+{
+  struct test_io t [BACKLOG_PIPES];
+  int            fds [BACKLOG_PIPES][2];
+};
+
+/* 1000 ready pipes through a ring of at most 8 sqes whose callbacks stop
+   their watchers, so nothing is left to submit and only the backlog itself
+   can make the backend enter the kernel: on 5.5 to 5.7, which have no
+   IORING_SQ_CQ_OVERFLOW flag, an idle EVRUN_NOWAIT poll must enter anyway
+   (mode nooverflowflag).  the ring cannot grow here and at most a cq's
+   worth (32) is flushed per enter: 32 polls, BACKLOG_POLLS leaves room */
+static void
+test_overflow_backlog_idle (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct ev_loop *loop;
+  struct backlog *b;
+  int i, runs, done;
+
+  /* 2000 pipe ends: more than a soft RLIMIT_NOFILE of 1024 */
+  if (!test_fd_room (2 * BACKLOG_PIPES))
+    skip ();
+
+  /* a ring of at most 8 sqes: the backend retries smaller, as on ENOMEM */
+  ev_iouring_test_setup_max = 8;
+  loop = test_loop_new (ctx->mode);
+  assert_non_null (loop);
+  assert_int_equal (ev_backend (loop), ctx->mode->backend);
+  if (TEST_IS_IOURING (ctx))
+    assert_true (ev_iouring_test_cq_entries * 4 < BACKLOG_PIPES);
+
+  b = calloc (1, sizeof *b);
+  assert_non_null (b);
+
+  for (i = 0; i < BACKLOG_PIPES; ++i)
+    {
+      assert_int_equal (pipe2 (b->fds [i], O_NONBLOCK | O_CLOEXEC), 0);
+      test_io_init (&b->t [i], b->fds [i][0], EV_READ);
+      b->t [i].drain = 1;
+      b->t [i].stop  = 1;
+      ev_io_start (loop, &b->t [i].w);
+    }
+
+  /* armed while idle, then everything becomes ready at once */
+  test_run_nowait (loop, 2);
+  for (i = 0; i < BACKLOG_PIPES; ++i)
+    test_put (b->fds [i][1]);
+
+  for (runs = 0; runs < BACKLOG_POLLS; ++runs)
+    {
+      ev_run (loop, EVRUN_NOWAIT);
+
+      for (done = i = 0; i < BACKLOG_PIPES; ++i)
+        done += b->t [i].calls > 0;
+      if (done == BACKLOG_PIPES)
+        break;
+    }
+
+  /* a few more: drained pipes stay quiet */
+  test_run_nowait (loop, 3);
+
+  for (i = 0; i < BACKLOG_PIPES; ++i)
+    {
+      if (b->t [i].calls != 1)
+        print_error ("pipe %d: %d calls\n", i, b->t [i].calls);
+      assert_int_equal (b->t [i].calls, 1);
+      ev_io_stop (loop, &b->t [i].w);
+      close (b->fds [i][0]);
+      close (b->fds [i][1]);
+    }
+
+  free (b);
+  ev_loop_destroy (loop);
+}
+
 static const struct CMUnitTest tests [] = {
+  TEST_BOTH (test_overflow_backlog_idle),
+  TEST_ON (test_overflow_backlog_idle, nonodrop),
+  TEST_ON (test_overflow_backlog_idle, nooverflowflag),
   TEST_ALL (test_overflow_drained_nowait),
+  TEST_ON (test_overflow_drained_nowait, nooverflowflag),
   TEST_ALL (test_overflow_drained_once),
   TEST_ALL (test_overflow_restart_backlog),
   TEST_ALL (test_overflow_undrained_nowait),
