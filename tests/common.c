@@ -568,6 +568,39 @@ test_in_child (void (*fn) (void *arg), void *arg)
   assert_int_equal (res, 0);
 }
 
+/* io_uring refused outright: epoll when allowed, NULL when not, no fd left */
+void
+test_child_unavailable (int err)
+{
+  struct ev_loop *loop;
+  int n0;
+
+  TEST_CHILD_CHECK (test_raw_setup (8, 0) == -err);
+
+  n0 = test_fd_count ();
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVBACKEND_EPOLL | EVFLAG_NOENV);
+  TEST_CHILD_CHECK (loop);
+  TEST_CHILD_CHECK (ev_backend (loop) == EVBACKEND_EPOLL);
+  TEST_CHILD_CHECK (test_loop_works (loop));
+  ev_loop_destroy (loop);
+  TEST_CHILD_CHECK (test_fd_count () == n0);
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+  TEST_CHILD_CHECK (!loop);
+  TEST_CHILD_CHECK (test_fd_count () == n0);
+
+  /* what an unchanged program gets from the environment */
+  setenv ("LIBEV_FLAGS", "128", 1);
+  loop = ev_loop_new (0);
+  TEST_CHILD_CHECK (!loop);
+  setenv ("LIBEV_FLAGS", "132", 1); /* io_uring | epoll */
+  loop = ev_loop_new (0);
+  TEST_CHILD_CHECK (loop && ev_backend (loop) == EVBACKEND_EPOLL);
+  ev_loop_destroy (loop);
+  TEST_CHILD_CHECK (test_fd_count () == n0);
+}
+
 /*****************************************************************************/
 /* the counting watcher and bounded runs */
 

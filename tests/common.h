@@ -232,6 +232,14 @@ void test_child_skip (const char *fmt, ...) __attribute__ ((noreturn, format (pr
    else -1, with the exit status or signal told on stderr */
 int test_child_status (pid_t pid);
 
+/* in a child where io_uring is refused outright (a plain io_uring_setup
+   fails with -err: seccomp, RLIMIT_MEMLOCK): a loop asking for io_uring or
+   epoll gets a working epoll, one asking for io_uring alone gets NULL;
+   ev_loop_new (0) gets NULL under LIBEV_FLAGS=128 (io_uring) and epoll
+   under LIBEV_FLAGS=132 (io_uring | epoll); no fd is left behind.
+   reports through TEST_CHILD_CHECK */
+void test_child_unavailable (int err);
+
 /* a reason on stdout, then cmocka's skip (): for a skip decided at run time */
 #define TEST_SKIP(...) do { print_message ("skip: " __VA_ARGS__); skip (); } while (0)
 

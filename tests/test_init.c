@@ -1,6 +1,7 @@
 /*
  * test_init.c: backend selection (flags, LIBEV_FLAGS, the default loop),
- * setup failures (DESIGN.md scenario 10: EPERM, ENOSYS, ENOMEM ...), the
+ * setup failures (DESIGN.md scenario 10: EPERM, ENOSYS, ENOMEM ...; faked,
+ * and EPERM and ENOSYS from a real seccomp filter, LIBEV_FLAGS too), the
  * retry with a smaller ring, fds leaked by none of it, the ring fd, and
  * the masked kernel paths really taken (features, setup flags, mmaps).
  */
@@ -9,10 +10,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -424,6 +431,65 @@ test_init_verbose (void **state)
   assert_int_equal (strchr (buf, '\n') - buf, len - 1);
 }
 
+/*****************************************************************************/
+/* io_uring refused by the real kernel: a seccomp filter makes
+   io_uring_setup/enter/register fail (the fake kernel's setup_errno above
+   fakes the result; here the kernel does it), before any loop exists */
+
+/* a classic BPF program: io_uring_setup/enter/register fail with errno */
+static int
+seccomp_deny_io_uring (int err)
+{
+  struct sock_filter code [] = {
+#if defined __x86_64__ || defined __aarch64__
+    BPF_STMT (BPF_LD | BPF_W | BPF_ABS, offsetof (struct seccomp_data, arch)),
+# ifdef __x86_64__
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+# else
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_AARCH64, 1, 0),
+# endif
+    BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+#endif
+    BPF_STMT (BPF_LD | BPF_W | BPF_ABS, offsetof (struct seccomp_data, nr)),
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, EV_SYS_io_uring_setup, 3, 0),
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, EV_SYS_io_uring_enter, 2, 0),
+    BPF_JUMP (BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_register, 1, 0),
+    BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT (BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (err & SECCOMP_RET_DATA)),
+  };
+  struct sock_fprog prog = { sizeof code / sizeof code [0], code };
+
+  if (prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    return -1;
+
+  return prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static void
+seccomp_child (void *arg)
+{
+  TEST_CHILD_CHECK (!seccomp_deny_io_uring (*(int *)arg));
+  test_child_unavailable (*(int *)arg);
+}
+
+static void
+test_init_seccomp_eperm (void **state)
+{
+  int err = EPERM;
+
+  (void)state;
+  test_in_child (seccomp_child, &err);
+}
+
+static void
+test_init_seccomp_enosys (void **state)
+{
+  int err = ENOSYS;
+
+  (void)state;
+  test_in_child (seccomp_child, &err);
+}
+
 static const struct CMUnitTest tests [] = {
   TEST_ALL (test_init_backend_selected),
   TEST_ON (test_init_default_loop, iouring),
@@ -439,6 +505,8 @@ static const struct CMUnitTest tests [] = {
   TEST_PATHS (test_init_retry_smaller),
   TEST_ON (test_init_ring_fd, iouring),
   TEST_PATHS (test_init_ring_fd),
+  TEST_ON (test_init_seccomp_enosys, iouring),
+  TEST_ON (test_init_seccomp_eperm, iouring),
   TEST_ON (test_init_setup_enomem, iouring),
   TEST_ON (test_init_setup_enosys, iouring),
   TEST_ON (test_init_setup_eopnotsupp, iouring),

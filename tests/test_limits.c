@@ -5,7 +5,11 @@
  * - LIMIT_LOOPS loops alive at once, each with a few io watchers armed and
  *   one iteration run, all get io_uring;
  * - LIMIT_CYCLES loops created and destroyed one after the other all get
- *   io_uring (the kernel frees a ring's memory asynchronously).
+ *   io_uring (the kernel frees a ring's memory asynchronously);
+ * - RLIMIT_MEMLOCK 0 (any user: lowering a limit needs no privilege): where
+ *   rings are charged to it (6.18), no ring at all, so epoll when allowed
+ *   and NULL when not; 64 KiB (root only, to become a user with no other
+ *   locked memory): a ring smaller than 1024 entries, not a failure.
  *
  * as root each test runs in a forked child that becomes nobody/nogroup
  * with those limits; otherwise with the limits it has (and says so).  a
@@ -247,11 +251,107 @@ test_limits_cycles (void **state)
 }
 
 /*****************************************************************************/
+/* io_uring unavailable or small: RLIMIT_MEMLOCK of an unprivileged user.
+   6.18 charges the rings of a process without CAP_IPC_LOCK to
+   RLIMIT_MEMLOCK (a sq 1024 cq 16384 ring: about 330 KiB); 6.1 charges
+   nothing (issue 8, measured under QEMU).  the kernel compares the limit
+   of the process with the locked memory of its whole user */
+
+/* in a child: RLIMIT_MEMLOCK, soft and hard; as root, then become nobody
+   (root's CAP_IPC_LOCK exempts it from the charge) */
+static void
+memlock_unprivileged (rlim_t memlock)
+{
+  struct rlimit r = { memlock, memlock };
+
+  TEST_CHILD_CHECK (!setrlimit (RLIMIT_MEMLOCK, &r));
+
+  if (!geteuid ())
+    {
+      TEST_CHILD_CHECK (!setgroups (0, 0));
+      TEST_CHILD_CHECK (!setgid (65534));
+      TEST_CHILD_CHECK (!setuid (65534));
+    }
+}
+
+static void
+memlock_zero_child (void *arg)
+{
+  int res;
+
+  (void)arg;
+  memlock_unprivileged (0);
+
+  res = raw_setup (1);
+  if (!res)
+    test_child_skip ("a ring under RLIMIT_MEMLOCK 0: rings are not charged to it "
+                     "here (CAP_IPC_LOCK, or a kernel like 6.1 that charges none)");
+  TEST_CHILD_CHECK (res == -ENOMEM);
+
+  test_child_unavailable (ENOMEM);
+}
+
+/* any user: lowering a limit needs no privilege */
+static void
+test_limits_memlock_zero (void **state)
+{
+  (void)state;
+  test_in_child (memlock_zero_child, 0);
+}
+
+/* 64 KiB: a 1024-entry ring does not fit, a small one does */
+static void
+memlock_small_child (void *arg)
+{
+  struct ev_loop *loop;
+  int n0;
+
+  (void)arg;
+  memlock_unprivileged (64 * 1024);
+
+  /* rings of 4096 entries take about 1.3 MiB on 6.18 */
+  if (!raw_setup (4096))
+    test_child_skip ("a 4096-entry ring under RLIMIT_MEMLOCK 64 KiB: rings are not "
+                     "charged to it here (a kernel like 6.1 that charges none)");
+
+  n0 = test_fd_count ();
+
+  loop = ev_loop_new (EVBACKEND_IOURING | EVFLAG_NOENV);
+  if (!loop)
+    {
+      /* giving up is only fine when no small ring fits either */
+      TEST_CHILD_CHECK (raw_setup (8) == -ENOMEM);
+      return;
+    }
+
+  TEST_CHILD_CHECK (ev_backend (loop) == EVBACKEND_IOURING);
+  TEST_CHILD_CHECK (ev_iouring_test_sq_entries < 1024);
+  TEST_CHILD_CHECK (test_loop_works (loop));
+  ev_loop_destroy (loop);
+  TEST_CHILD_CHECK (test_fd_count () == n0);
+}
+
+/* root only: as any other user, the user's other rings (other processes,
+   rings the kernel has yet to free) count against the same 64 KiB */
+static void
+test_limits_memlock_small (void **state)
+{
+  (void)state;
+
+  if (geteuid ())
+    TEST_SKIP ("needs root, to become a user with no other locked memory\n");
+
+  test_in_child (memlock_small_child, 0);
+}
+
+/*****************************************************************************/
 
 static const struct CMUnitTest tests [] = {
   /* io_uring only: the assertion is that the loops get io_uring */
   TEST_ON (test_limits_cycles, iouring),
   TEST_ON (test_limits_many_loops, iouring),
+  TEST_ON (test_limits_memlock_small, iouring),
+  TEST_ON (test_limits_memlock_zero, iouring),
 };
 
 int
