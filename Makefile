@@ -63,7 +63,7 @@ SONAME        = libev.so.4
 SOFILE        = libev.so.4.0.0
 
 # keep sorted: tests/test_<name>.c
-TESTS = abi chain close differential embed fallback files fork hostile init io limits modify overflow threads tier timeout watchers
+TESTS = abi chain close differential embed fallback files fork init io limits modify overflow threads tier timeout watchers
 VALGRIND_TESTS = fork io modify timeout
 
 # linked into every test binary: fixtures, and the fake kernel in front of libev.a
