@@ -3,9 +3,7 @@
  * IORING_ENTER_EXT_ARG (5.11) and, with that feature masked, through the
  * timerfd watched on the ring.  timers never fire before their time, fire
  * in order when the next timeout moves earlier or later than the wait
- * already set up, zero and huge timeouts work, ev_timer_again churn works,
- * signals interrupting the wait (EINTR, with and without SA_RESTART) lose
- * neither an io event nor a timer.
+ * already set up, zero and huge timeouts work, ev_timer_again churn works.
  *
  * no timing assertions beyond "not before its time" (1 ms slack for the
  * clocks) and hang guards (TEST_WATCHDOG, iteration limits).
@@ -13,9 +11,6 @@
 
 #define _GNU_SOURCE 1
 
-#include <pthread.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -328,138 +323,8 @@ test_timeout_one_enter_per_iteration (void **state)
   ev_io_stop (ctx->loop, &r.w);
 }
 
-/*****************************************************************************/
-/* signals interrupting the wait: EINTR is not an error.  a thread sends
-   SIGUSR2 20 times, 2 ms apart, to the thread blocked in ev_run, then
-   makes a pipe readable; a 10 ms timer is due in the middle of it.  the
-   io watcher is called once, the timer once, nothing hangs; with and
-   without SA_RESTART */
-
-static volatile sig_atomic_t usr2_count;
-
-static void
-usr2_handler (int sig)
-{
-  (void)sig;
-  ++usr2_count;
-}
-
-struct pester
-{
-  pthread_t target;
-  int       wfd;
-};
-
-static void *
-pester_main (void *arg)
-{
-  struct pester *p = arg;
-  int i;
-
-  for (i = 0; i < 20; ++i)
-    {
-      pthread_kill (p->target, SIGUSR2);
-      usleep (2000);
-    }
-
-  if (write (p->wfd, "x", 1) != 1)
-    abort ();
-
-  return 0;
-}
-
-static int eintr_timer_calls;
-
-static void
-eintr_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
-{
-  (void)loop;
-  (void)w;
-  (void)revents;
-  ++eintr_timer_calls;
-}
-
-static void
-eintr_break_cb (struct ev_loop *loop, ev_io *w, int revents)
-{
-  test_io_cb (loop, w, revents);
-  ev_break (loop, EVBREAK_ALL);
-}
-
-static void
-eintr_run (struct test_ctx *ctx, int flags)
-{
-  struct sigaction sa, old;
-  struct pester p;
-  struct test_io t;
-  ev_timer guard, tm;
-  pthread_t th;
-  int fds [2];
-
-  memset (&sa, 0, sizeof sa);
-  sa.sa_handler = usr2_handler;
-  sa.sa_flags   = flags;
-  sigemptyset (&sa.sa_mask);
-  assert_int_equal (sigaction (SIGUSR2, &sa, &old), 0);
-
-  test_pipe (ctx, fds);
-  test_io_init (&t, fds [0], EV_READ);
-  ev_set_cb (&t.w, eintr_break_cb);
-  ev_io_start (ctx->loop, &t.w);
-
-  /* a timer due in the middle of the signals */
-  eintr_timer_calls = 0;
-  ev_timer_init (&tm, eintr_timer_cb, 0.01, 0.);
-  ev_timer_start (ctx->loop, &tm);
-
-  usr2_count = 0;
-  p.target = pthread_self ();
-  p.wfd    = fds [1];
-
-  test_guard_start (ctx->loop, &guard, TEST_GUARD_SECONDS);
-  assert_int_equal (pthread_create (&th, 0, pester_main, &p), 0);
-  ev_run (ctx->loop, 0);
-  assert_int_equal (pthread_join (th, 0), 0);
-  test_guard_stop (ctx->loop, &guard);
-
-  /* the io watcher may have broken the loop before the timer was due */
-  if (!eintr_timer_calls)
-    {
-      test_guard_start (ctx->loop, &guard, TEST_GUARD_SECONDS);
-      ev_set_cb (&t.w, test_io_cb);
-      while (!eintr_timer_calls && !test_guard_fired)
-        ev_run (ctx->loop, EVRUN_ONCE);
-      test_guard_stop (ctx->loop, &guard);
-    }
-
-  assert_false (test_guard_fired);
-  assert_true (usr2_count >= 1);
-  assert_int_equal (t.calls, 1);
-  assert_int_equal (t.last, EV_READ);
-  assert_int_equal (eintr_timer_calls, 1);
-
-  ev_timer_stop (ctx->loop, &tm);
-  ev_io_stop (ctx->loop, &t.w);
-  sigaction (SIGUSR2, &old, 0);
-}
-
-static void
-test_timeout_eintr (void **state)
-{
-  eintr_run (*state, 0);
-}
-
-static void
-test_timeout_eintr_restart (void **state)
-{
-  eintr_run (*state, SA_RESTART);
-}
-
 static const struct CMUnitTest tests [] = {
   TEST_ALL (test_timeout_again_churn),
-  TEST_BOTH (test_timeout_eintr),
-  TEST_ON (test_timeout_eintr, noextarg),
-  TEST_BOTH (test_timeout_eintr_restart),
   TEST_ALL (test_timeout_fires_not_early),
   TEST_ALL (test_timeout_huge),
   TEST_ALL (test_timeout_moving_earlier),

@@ -3,7 +3,9 @@
  * epoll backend as the reference (TEST_BOTH): ev_signal (plain and
  * signalfd), ev_child, ev_stat through inotify, ev_async, ev_embed (our loop
  * embedded in an epoll loop and in one of ours), prepare/check/idle order,
- * priorities, ev_periodic, ev_cleanup and ev_fork after ev_loop_fork.
+ * priorities, ev_periodic, ev_cleanup and ev_fork after ev_loop_fork;
+ * and signals interrupting the wait (EINTR is not an error, with and
+ * without SA_RESTART): no io event and no timer is lost.
  *
  * none of these watchers is special to the backend, but each one reaches it
  * through an fd libev watches for itself (the signal pipe or signalfd, the
@@ -16,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -576,12 +579,143 @@ test_watchers_fork (void **state)
 }
 
 /*****************************************************************************/
+/* signals interrupting the wait: EINTR is not an error.  a thread sends
+   SIGUSR2 20 times, 2 ms apart, to the thread blocked in ev_run, then
+   makes a pipe readable; a 10 ms timer is due in the middle of it.  the
+   io watcher is called once, the timer once, nothing hangs; with and
+   without SA_RESTART.  not under valgrind (3.19): it holds its lock while
+   a thread waits in io_uring_enter, so the sending thread never runs */
+
+static volatile sig_atomic_t usr2_count;
+
+static void
+usr2_handler (int sig)
+{
+  (void)sig;
+  ++usr2_count;
+}
+
+struct pester
+{
+  pthread_t target;
+  int       wfd;
+};
+
+static void *
+pester_main (void *arg)
+{
+  struct pester *p = arg;
+  int i;
+
+  for (i = 0; i < 20; ++i)
+    {
+      pthread_kill (p->target, SIGUSR2);
+      usleep (2000);
+    }
+
+  if (write (p->wfd, "x", 1) != 1)
+    abort ();
+
+  return 0;
+}
+
+static int eintr_timer_calls;
+
+static void
+eintr_timer_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  (void)loop;
+  (void)w;
+  (void)revents;
+  ++eintr_timer_calls;
+}
+
+static void
+eintr_break_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  test_io_cb (loop, w, revents);
+  ev_break (loop, EVBREAK_ALL);
+}
+
+static void
+eintr_run (struct test_ctx *ctx, int flags)
+{
+  struct sigaction sa, old;
+  struct pester p;
+  struct test_io t;
+  ev_timer guard, tm;
+  pthread_t th;
+  int fds [2];
+
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = usr2_handler;
+  sa.sa_flags   = flags;
+  sigemptyset (&sa.sa_mask);
+  assert_int_equal (sigaction (SIGUSR2, &sa, &old), 0);
+
+  test_pipe (ctx, fds);
+  test_io_init (&t, fds [0], EV_READ);
+  ev_set_cb (&t.w, eintr_break_cb);
+  ev_io_start (ctx->loop, &t.w);
+
+  /* a timer due in the middle of the signals */
+  eintr_timer_calls = 0;
+  ev_timer_init (&tm, eintr_timer_cb, 0.01, 0.);
+  ev_timer_start (ctx->loop, &tm);
+
+  usr2_count = 0;
+  p.target = pthread_self ();
+  p.wfd    = fds [1];
+
+  test_guard_start (ctx->loop, &guard, TEST_GUARD_SECONDS);
+  assert_int_equal (pthread_create (&th, 0, pester_main, &p), 0);
+  ev_run (ctx->loop, 0);
+  assert_int_equal (pthread_join (th, 0), 0);
+  test_guard_stop (ctx->loop, &guard);
+
+  /* the io watcher may have broken the loop before the timer was due */
+  if (!eintr_timer_calls)
+    {
+      test_guard_start (ctx->loop, &guard, TEST_GUARD_SECONDS);
+      ev_set_cb (&t.w, test_io_cb);
+      while (!eintr_timer_calls && !test_guard_fired)
+        ev_run (ctx->loop, EVRUN_ONCE);
+      test_guard_stop (ctx->loop, &guard);
+    }
+
+  assert_false (test_guard_fired);
+  assert_true (usr2_count >= 1);
+  assert_int_equal (t.calls, 1);
+  assert_int_equal (t.last, EV_READ);
+  assert_int_equal (eintr_timer_calls, 1);
+
+  ev_timer_stop (ctx->loop, &tm);
+  ev_io_stop (ctx->loop, &t.w);
+  sigaction (SIGUSR2, &old, 0);
+}
+
+static void
+test_watchers_eintr (void **state)
+{
+  eintr_run (*state, 0);
+}
+
+static void
+test_watchers_eintr_restart (void **state)
+{
+  eintr_run (*state, SA_RESTART);
+}
+
+/*****************************************************************************/
 
 static const struct CMUnitTest tests [] = {
   TEST_BOTH (test_watchers_async),
   TEST_BOTH (test_watchers_child),
   TEST_BOTH (test_watchers_cleanup),
   TEST_BOTH (test_watchers_embed),
+  TEST_BOTH (test_watchers_eintr),
+  TEST_ON (test_watchers_eintr, noextarg),
+  TEST_BOTH (test_watchers_eintr_restart),
   TEST_BOTH (test_watchers_fork),
   TEST_BOTH (test_watchers_order),
   TEST_BOTH (test_watchers_periodic),
