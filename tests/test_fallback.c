@@ -46,54 +46,6 @@
 /*****************************************************************************/
 /* helpers */
 
-/* in a forked child: report and leave */
-#define CHILD_CHECK(cond)                                               \
-  do {                                                                  \
-    if (!(cond))                                                        \
-      {                                                                 \
-        fprintf (stderr, "child %d: %s:%d: %s\n", (int)getpid (),       \
-                 __FILE__, __LINE__, #cond);                            \
-        _exit (1);                                                      \
-      }                                                                 \
-  } while (0)
-
-/* run fn in a forked child under an alarm of seconds; it must exit with
-   status 0.  a signal (SIGSEGV, or SIGALRM: it hung) fails the test, and
-   what says what the child was doing */
-static void
-in_child (void (*fn) (void *), void *arg, unsigned int seconds, const char *what)
-{
-  pid_t pid;
-  int status;
-
-  fflush (stdout);
-  fflush (stderr);
-  pid = fork ();
-  assert_true (pid >= 0);
-
-  if (!pid)
-    {
-      /* cmocka catches these to go on with the next test: not in a child */
-      signal (SIGSEGV, SIG_DFL);
-      signal (SIGBUS, SIG_DFL);
-      signal (SIGILL, SIG_DFL);
-      signal (SIGFPE, SIG_DFL);
-      signal (SIGABRT, SIG_DFL);
-      alarm (seconds);
-      fn (arg);
-      _exit (0);
-    }
-
-  assert_int_equal (waitpid (pid, &status, 0), pid);
-
-  if (WIFSIGNALED (status) && WTERMSIG (status) == SIGALRM)
-    fail_msg ("%s: still not done after %u s (SIGALRM)", what, seconds);
-  if (WIFSIGNALED (status))
-    fail_msg ("%s: killed by signal %d (%s)", what, WTERMSIG (status), strsignal (WTERMSIG (status)));
-  if (WEXITSTATUS (status))
-    fail_msg ("%s: exit status %d", what, WEXITSTATUS (status));
-}
-
 static double
 now (void)
 {
@@ -325,8 +277,8 @@ tfd_refused_child (void *arg)
   /* an 8-entry ring, and 8 fds to arm in the first iteration */
   ev_iouring_test_setup_max = 8;
   loop = test_loop_new (r->mode);
-  CHILD_CHECK (loop && ev_backend (loop) == r->mode->backend);
-  CHILD_CHECK (!busy_start (loop, &b, 8));
+  TEST_CHILD_CHECK (loop && ev_backend (loop) == r->mode->backend);
+  TEST_CHILD_CHECK (!busy_start (loop, &b, 8));
 
   ev_timer_init (&tm, stall_timer_cb, 60., 0.);
   ev_timer_start (loop, &tm);
@@ -338,22 +290,22 @@ tfd_refused_child (void *arg)
     {
       before = busy_calls;
       ev_run (loop, EVRUN_ONCE);
-      CHILD_CHECK (busy_calls > before);
+      TEST_CHILD_CHECK (busy_calls > before);
     }
 
   if (r->mode->backend == EVBACKEND_IOURING)
-    CHILD_CHECK (!ev_iouring_test_enter_errno); /* the refusal happened */
+    TEST_CHILD_CHECK (!ev_iouring_test_enter_errno); /* the refusal happened */
 
   /* and a new fd works too */
-  CHILD_CHECK (!pipe2 (q, O_NONBLOCK | O_CLOEXEC));
+  TEST_CHILD_CHECK (!pipe2 (q, O_NONBLOCK | O_CLOEXEC));
   test_io_init (&t, q [0], EV_READ);
   t.drain = 1;
   ev_io_start (loop, &t.w);
   ev_run (loop, EVRUN_NOWAIT);
-  CHILD_CHECK (write (q [1], "x", 1) == 1);
+  TEST_CHILD_CHECK (write (q [1], "x", 1) == 1);
   for (i = 0; i < 10 && !t.calls; ++i)
     ev_run (loop, EVRUN_ONCE);
-  CHILD_CHECK (t.calls == 1 && t.last == EV_READ);
+  TEST_CHILD_CHECK (t.calls == 1 && t.last == EV_READ);
 }
 
 static void
@@ -363,7 +315,7 @@ tfd_refused (struct test_ctx *ctx, int err)
 
   r.mode = ctx->mode;
   r.err  = err;
-  in_child (tfd_refused_child, &r, 10, "full sq, then io_uring refused");
+  test_in_child (tfd_refused_child, &r); /* full sq, then io_uring refused */
 }
 
 static void
@@ -403,24 +355,24 @@ tfd_emfile_child (void *arg)
   double t0;
 
   loop = test_loop_new (mode);
-  CHILD_CHECK (loop && ev_backend (loop) == mode->backend);
+  TEST_CHILD_CHECK (loop && ev_backend (loop) == mode->backend);
 
   ev_timer_init (&tm, emfile_timer_cb, 0.05, 0.);
   ev_timer_start (loop, &tm);
 
   /* the fd table full, before the loop ever waited */
   fd = open ("/dev/null", O_RDONLY | O_CLOEXEC);
-  CHILD_CHECK (fd >= 0);
-  CHILD_CHECK (!getrlimit (RLIMIT_NOFILE, &r));
+  TEST_CHILD_CHECK (fd >= 0);
+  TEST_CHILD_CHECK (!getrlimit (RLIMIT_NOFILE, &r));
   r.rlim_cur = 256;
-  CHILD_CHECK (!setrlimit (RLIMIT_NOFILE, &r));
+  TEST_CHILD_CHECK (!setrlimit (RLIMIT_NOFILE, &r));
   while (fcntl (fd, F_DUPFD_CLOEXEC, 0) >= 0)
     ++n;
-  CHILD_CHECK (errno == EMFILE);
+  TEST_CHILD_CHECK (errno == EMFILE);
 
   t0 = now ();
   ev_run (loop, 0);
-  CHILD_CHECK (emfile_timer_fired);
+  TEST_CHILD_CHECK (emfile_timer_fired);
   fprintf (stderr, "child: the 50 ms timer fired after %.3f s, the fd table full\n", now () - t0);
   (void)n;
 }
@@ -430,7 +382,7 @@ test_fallback_tfd_emfile (void **state)
 {
   struct test_ctx *ctx = *state;
 
-  in_child (tfd_emfile_child, (void *)ctx->mode, 3, "a 50 ms timer with the fd table full");
+  test_in_child (tfd_emfile_child, (void *)ctx->mode); /* a 50 ms timer with the fd table full */
 }
 
 /*****************************************************************************/

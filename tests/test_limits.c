@@ -39,41 +39,6 @@
 #define LIMIT_MEMLOCK (8 * 1024 * 1024)
 #define LIMIT_NOFILE  1024
 
-/* in a forked child: report and leave */
-#define CHILD_CHECK(cond)                                               \
-  do {                                                                  \
-    if (!(cond))                                                        \
-      {                                                                 \
-        fprintf (stderr, "child %d: %s:%d: %s\n", (int)getpid (),       \
-                 __FILE__, __LINE__, #cond);                            \
-        _exit (1);                                                      \
-      }                                                                 \
-  } while (0)
-
-/* run fn in a forked child; it must exit with status 0 */
-static void
-in_child (void (*fn) (void *), void *arg)
-{
-  pid_t pid;
-
-  fflush (stdout);
-  fflush (stderr);
-  pid = fork ();
-  assert_true (pid >= 0);
-
-  if (!pid)
-    {
-      signal (SIGSEGV, SIG_DFL);
-      signal (SIGBUS, SIG_DFL);
-      signal (SIGABRT, SIG_DFL);
-      alarm (TEST_WATCHDOG);
-      fn (arg);
-      _exit (0);
-    }
-
-  test_child_ok (pid);
-}
-
 static int
 raw_setup (unsigned int entries)
 {
@@ -99,15 +64,15 @@ unprivileged (void)
   if (!geteuid ())
     {
       r.rlim_cur = r.rlim_max = LIMIT_MEMLOCK;
-      CHILD_CHECK (!setrlimit (RLIMIT_MEMLOCK, &r));
-      CHILD_CHECK (!getrlimit (RLIMIT_NOFILE, &r));
+      TEST_CHILD_CHECK (!setrlimit (RLIMIT_MEMLOCK, &r));
+      TEST_CHILD_CHECK (!getrlimit (RLIMIT_NOFILE, &r));
       r.rlim_cur = LIMIT_NOFILE;
       if (r.rlim_max != RLIM_INFINITY && r.rlim_max < r.rlim_cur)
         r.rlim_cur = r.rlim_max;
-      CHILD_CHECK (!setrlimit (RLIMIT_NOFILE, &r));
-      CHILD_CHECK (!setgroups (0, 0));
-      CHILD_CHECK (!setresgid (65534, 65534, 65534));
-      CHILD_CHECK (!setresuid (65534, 65534, 65534));
+      TEST_CHILD_CHECK (!setrlimit (RLIMIT_NOFILE, &r));
+      TEST_CHILD_CHECK (!setgroups (0, 0));
+      TEST_CHILD_CHECK (!setresgid (65534, 65534, 65534));
+      TEST_CHILD_CHECK (!setresuid (65534, 65534, 65534));
       fprintf (stderr, "child: uid 65534, memlock %d KiB, nofile soft %d\n",
                LIMIT_MEMLOCK / 1024, (int)r.rlim_cur);
     }
@@ -123,7 +88,7 @@ unprivileged (void)
     }
 
   /* does this kernel charge rings to RLIMIT_MEMLOCK at all? (6.18 does, 6.1 not) */
-  CHILD_CHECK (!getrlimit (RLIMIT_MEMLOCK, &r));
+  TEST_CHILD_CHECK (!getrlimit (RLIMIT_MEMLOCK, &r));
   {
     struct rlimit zero = r;
 
@@ -133,7 +98,7 @@ unprivileged (void)
         if (!raw_setup (8))
           fprintf (stderr, "child: this kernel charges no memlock for rings (or this user is exempt): "
                            "the limit tests pass trivially\n");
-        CHILD_CHECK (!setrlimit (RLIMIT_MEMLOCK, &r));
+        TEST_CHILD_CHECK (!setrlimit (RLIMIT_MEMLOCK, &r));
       }
   }
 }
@@ -155,9 +120,9 @@ many_loops_child (void *arg)
 
   loop = calloc (LIMIT_LOOPS, sizeof *loop);
   w    = calloc (LIMIT_LOOPS, sizeof *w);
-  CHILD_CHECK (loop && w);
-  CHILD_CHECK (!pipe2 (p, O_NONBLOCK | O_CLOEXEC));
-  CHILD_CHECK (!socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s));
+  TEST_CHILD_CHECK (loop && w);
+  TEST_CHILD_CHECK (!pipe2 (p, O_NONBLOCK | O_CLOEXEC));
+  TEST_CHILD_CHECK (!socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s));
 
   for (i = 0; i < LIMIT_LOOPS; ++i)
     {
@@ -196,7 +161,7 @@ many_loops_child (void *arg)
         ev_loop_destroy (loop [i]);
       }
 
-  CHILD_CHECK (got == LIMIT_LOOPS);
+  TEST_CHILD_CHECK (got == LIMIT_LOOPS);
   free (loop);
   free (w);
 }
@@ -205,7 +170,7 @@ static void
 test_limits_many_loops (void **state)
 {
   (void)state;
-  in_child (many_loops_child, 0);
+  test_in_child (many_loops_child, 0);
 }
 
 /*****************************************************************************/
@@ -240,14 +205,14 @@ cycles_child (void *arg)
   else
     fprintf (stderr, "child: %d cycles, all on io_uring\n", LIMIT_CYCLES);
 
-  CHILD_CHECK (!failed);
+  TEST_CHILD_CHECK (!failed);
 }
 
 static void
 test_limits_cycles (void **state)
 {
   (void)state;
-  in_child (cycles_child, 0);
+  test_in_child (cycles_child, 0);
 }
 
 /*****************************************************************************/
