@@ -430,7 +430,10 @@ tonly_cb (EV_P_ ev_timer *w, int revents)
     tonly_late_max = late;
   ++tonly_count;
 
+  /* as libev does: the next expiry is a period later, or now if that has passed */
   tonly_due [i] += w->repeat;
+  if (tonly_due [i] < ev_now (EV_A))
+    tonly_due [i] = ev_now (EV_A);
 
   if (!--tonly_left)
     ev_break (EV_A_ EVBREAK_ALL);
