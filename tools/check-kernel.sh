@@ -250,6 +250,14 @@ initramfs ()
   done
   copy_elf "$B/kernels/probe" /t/probe
   cp "$SRCDIR/ev_iouring_abi.h" "$R/t/ev_iouring_abi.h"
+  # glibc dlopens libgcc_s for pthread_cancel's unwinding (test_threads_cancel):
+  # no ldd names it, so it came in only with nghttpd before
+  gcc_s=$(ldconfig -p 2>/dev/null | awk '/libgcc_s\.so\.1 .*x86-64/ { print $NF; exit }')
+  if [ -n "$gcc_s" ]
+  then
+    mkdir -p "$R$(dirname "$gcc_s")"
+    cp -L "$gcc_s" "$R$gcc_s"
+  fi
   if [ "$PROGRAMS" != 0 ]
   then
     copy_elf "$(command -v nghttpd)" /usr/bin/nghttpd
