@@ -128,29 +128,6 @@ raw_socketpair (int s [2])
   assert_int_equal (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s), 0);
 }
 
-/* the soft RLIMIT_NOFILE raised to at least n (up to the hard limit):
-   0 if that is possible, else -1 */
-static int
-nofile_at_least (rlim_t n)
-{
-  struct rlimit r;
-
-  if (getrlimit (RLIMIT_NOFILE, &r))
-    return -1;
-
-  if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < n)
-    {
-      if (r.rlim_max != RLIM_INFINITY && r.rlim_max < n)
-        return -1;
-
-      r.rlim_cur = n;
-      if (setrlimit (RLIMIT_NOFILE, &r))
-        return -1;
-    }
-
-  return 0;
-}
-
 static void
 nothing_cb (struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -544,7 +521,7 @@ test_close_nostop_fd1000 (void **state)
 static void
 test_close_nostop_fd19000 (void **state)
 {
-  if (nofile_at_least (19100))
+  if (test_nofile_raise (19100) < 19100)
     skip (); /* RLIMIT_NOFILE's hard limit is below 19100 */
 
   close_nostop_busy (*state, 19000, 0);
@@ -553,7 +530,7 @@ test_close_nostop_fd19000 (void **state)
 static void
 test_close_nostop_many (void **state)
 {
-  if (nofile_at_least (IDLE_FDS + 200))
+  if (test_nofile_raise (IDLE_FDS + 200) < IDLE_FDS + 200)
     skip (); /* RLIMIT_NOFILE's hard limit is below 10200 */
 
   close_nostop_busy (*state, 0, IDLE_FDS);
@@ -654,7 +631,7 @@ test_close_nostop_idle_fd1000 (void **state)
 static void
 test_close_nostop_idle_many (void **state)
 {
-  if (nofile_at_least (IDLE_FDS + 200))
+  if (test_nofile_raise (IDLE_FDS + 200) < IDLE_FDS + 200)
     skip (); /* RLIMIT_NOFILE's hard limit is below 10200 */
 
   close_nostop_idle (*state, 0, IDLE_FDS);

@@ -55,29 +55,6 @@ now (void)
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* the soft RLIMIT_NOFILE raised to at least n (up to the hard limit):
-   0 if that is possible, else -1 */
-static int
-nofile_at_least (rlim_t n)
-{
-  struct rlimit r;
-
-  if (getrlimit (RLIMIT_NOFILE, &r))
-    return -1;
-
-  if (r.rlim_cur != RLIM_INFINITY && r.rlim_cur < n)
-    {
-      if (r.rlim_max != RLIM_INFINITY && r.rlim_max < n)
-        return -1;
-
-      r.rlim_cur = n;
-      if (setrlimit (RLIMIT_NOFILE, &r))
-        return -1;
-    }
-
-  return 0;
-}
-
 /*****************************************************************************/
 /* always-ready fds: n dups of a pipe's read end with a byte nobody reads */
 
@@ -233,7 +210,7 @@ stall (struct test_ctx *ctx, int n, unsigned int setup_max)
 static void
 test_fallback_stall_1023 (void **state)
 {
-  if (nofile_at_least (1100))
+  if (test_nofile_raise (1100) < 1100)
     skip (); /* RLIMIT_NOFILE's hard limit is below 1100 */
 
   stall (*state, 1023, 0);
@@ -242,7 +219,7 @@ test_fallback_stall_1023 (void **state)
 static void
 test_fallback_stall_1024 (void **state)
 {
-  if (nofile_at_least (1100))
+  if (test_nofile_raise (1100) < 1100)
     skip (); /* RLIMIT_NOFILE's hard limit is below 1100 */
 
   stall (*state, 1024, 0);
