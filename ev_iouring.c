@@ -110,7 +110,12 @@
  *    built anew from our fds. an fd whose watchers change goes back to
  *    the ring. re-arming a poll after its event is by fd number: when
  *    the callback closed the fd without ev_io_stop, the new poll fails
- *    with -EBADF and is forgotten quietly, as epoll forgets the fd.
+ *    with -EBADF and is forgotten quietly, as epoll forgets the fd. when
+ *    the number was reused meanwhile, by a file no watcher is for, the
+ *    re-arm (or a sweep's epoll_ctl) finds that file, where epoll's item
+ *    went with the closed one: only an epoll item is keyed by the file
+ *    without holding it, and asking which file an fd is costs a syscall
+ *    per event (a known difference, see the README).
  * m) ev_io_stop only queues the change: 4.33's ev_run returns (ev_break,
  *    EVRUN_ONCE) without submitting it, so a removal that releases a file
  *    is submitted by iouring_run_exit, which our ev.c patch calls when
