@@ -506,6 +506,21 @@ iouring_sq_flush (EV_P)
   return 0;
 }
 
+/*
+ * the next sqe, zeroed: the kernel checks fields a request does not use,
+ * and refuses a POLL_REMOVE with the poll32_events an earlier POLL_ADD
+ * left in the slot (-EINVAL, 6.18), which would leave the poll armed.
+ */
+inline_speed struct ev_io_uring_sqe *
+iouring_sqe_next (EV_P)
+{
+  struct ev_io_uring_sqe *sqe = &EV_SQES [iouring_sq_tail++ & iouring_sq_mask];
+
+  memset (sqe, 0, sizeof (*sqe));
+
+  return sqe;
+}
+
 /* a zeroed sqe, or 0 when the kernel refused: iouring_poll then starts over (note o) */
 inline_speed struct ev_io_uring_sqe *
 iouring_sqe_get (EV_P)
@@ -516,11 +531,7 @@ iouring_sqe_get (EV_P)
     if (!iouring_sq_flush (EV_A))
       return 0;
 
-  sqe = &EV_SQES [iouring_sq_tail & iouring_sq_mask];
-  memset (sqe, 0, sizeof (*sqe));
-  ++iouring_sq_tail;
-
-  return sqe;
+  return iouring_sqe_next (EV_A);
 }
 
 inline_size uint64_t
@@ -787,7 +798,7 @@ iouring_ring_destroy (EV_P_ int ring_fd)
   int fd;
 
   if (iouring_sqes != MAP_FAILED)
-    munmap (iouring_sqes, iouring_sq_mask + 1 * sizeof (struct ev_io_uring_sqe));
+    munmap (iouring_sqes, (iouring_sq_mask + 1) * sizeof (struct ev_io_uring_sqe));
 
   if (iouring_cq_ring != MAP_FAILED && iouring_cq_ring != iouring_sq_ring)
     munmap (iouring_cq_ring, iouring_cq_ring_size);
@@ -832,7 +843,7 @@ iouring_ring_drain (EV_P)
         if (iouring_sq_pending (EV_A) > iouring_sq_mask && iouring_enter_nowait (EV_A) < 0)
           return;
 
-        iouring_prep_poll_remove (EV_A_ &EV_SQES [iouring_sq_tail++ & iouring_sq_mask], iouring_fd_udata (EV_A_ fd));
+        iouring_prep_poll_remove (EV_A_ iouring_sqe_next (EV_A), iouring_fd_udata (EV_A_ fd));
         anfds [fd].emask = 0;
       }
 

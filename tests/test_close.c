@@ -341,35 +341,163 @@ test_close_stop_break_destroy (void **state)
 }
 
 /*****************************************************************************/
-/* item 5b: a child forked before the socket existed, which never uses
-   libev, holds the loop's fds; ev_loop_destroy with the watcher active,
-   then close: the peer sees EOF while the child still lives */
+/* item 5b: a child forked before the sockets existed, which never uses
+   libev, holds the loop's fds; ev_loop_destroy with the watchers active,
+   then close: every peer sees EOF while the child still lives. many
+   sockets: the removals then reuse sq slots that held polls */
+
+#define MANY_SOCKETS 100
 
 static void
-test_close_destroy_child_holds (void **state)
+destroy_child_holds (struct test_ctx *ctx, int n)
 {
-  struct test_ctx *ctx = *state;
-  struct test_io w;
-  int s [2], ctl [2];
+  struct test_io w [MANY_SOCKETS];
+  int s [MANY_SOCKETS][2], ctl [2], i, open = 0;
   pid_t pid;
-  double took;
+  double t0, took;
 
   pid = holder_fork (ctl, -1);
 
-  raw_socketpair (s);
-  test_io_start (ctx->loop, &w, s [0], EV_READ);
+  for (i = 0; i < n; ++i)
+    {
+      raw_socketpair (s [i]);
+      test_io_start (ctx->loop, &w [i], s [i][0], EV_READ);
+    }
   test_run_nowait (ctx->loop, 2);
 
   ev_loop_destroy (ctx->loop);
   ctx->loop = 0;
-  close (s [0]);
 
-  took = peer_eof_wait (s [1], EOF_BOUND);
+  for (i = 0; i < n; ++i)
+    close (s [i][0]);
+
+  /* one bound for all of them */
+  t0 = now ();
+  for (i = 0; i < n; ++i)
+    {
+      double left = EOF_BOUND - (now () - t0);
+
+      if (left > 0. ? peer_eof_wait (s [i][1], left) < 0. : !peer_sees_eof (s [i][1]))
+        ++open;
+    }
+  took = now () - t0;
+
   assert_int_equal (waitpid (pid, 0, WNOHANG), 0); /* still there */
   holder_end (pid, ctl);
-  close (s [1]);
+  for (i = 0; i < n; ++i)
+    close (s [i][1]);
 
+  if (open)
+    fail_msg ("%d of %d peers saw no EOF", open, n);
   eof_check ("destroy, close, child holding the loop's fds", took);
+}
+
+static void
+test_close_destroy_child_holds (void **state)
+{
+  destroy_child_holds (*state, 1);
+}
+
+static void
+test_close_destroy_child_holds_many (void **state)
+{
+  destroy_child_holds (*state, MANY_SOCKETS);
+}
+
+/* the io_uring mappings of this process (/proc/self/maps) */
+static int
+ring_mappings (void)
+{
+  FILE *f = fopen ("/proc/self/maps", "r");
+  char line [512];
+  int n = 0;
+
+  assert_non_null (f);
+  while (fgets (line, sizeof line, f))
+    if (strstr (line, "io_uring"))
+      ++n;
+  fclose (f);
+
+  return n;
+}
+
+/* a child forked while the ring is small holds it; the loop then grows
+   (a new ring, the old one removed from and unmapped); every watcher is
+   stopped and its fd closed: every peer sees EOF while the loop runs, and
+   a destroyed loop leaves no ring mapped */
+static void
+test_close_grown_child_holds (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io w [MANY_SOCKETS];
+  int s [MANY_SOCKETS][2], ctl [2], i, open = 0;
+  pid_t pid;
+  double t0, took = 0.;
+
+  for (i = 0; i < MANY_SOCKETS; ++i)
+    raw_socketpair (s [i]);
+
+  for (i = 0; i < 4; ++i)
+    test_io_start (ctx->loop, &w [i], s [i][0], EV_READ);
+  test_run_nowait (ctx->loop, 2);
+
+  /* the child holds the small ring, and none of the sockets */
+  fflush (stdout);
+  fflush (stderr);
+  assert_int_equal (pipe2 (ctl, O_CLOEXEC), 0);
+  pid = fork ();
+  assert_true (pid >= 0);
+  if (!pid)
+    {
+      char c;
+
+      alarm (TEST_WATCHDOG);
+      close (ctl [1]);
+      for (i = 0; i < MANY_SOCKETS; ++i)
+        {
+          close (s [i][0]);
+          close (s [i][1]);
+        }
+      while (read (ctl [0], &c, 1) < 0 && errno == EINTR)
+        ;
+      _exit (0);
+    }
+  close (ctl [0]);
+
+  for (i = 4; i < MANY_SOCKETS; ++i)
+    test_io_start (ctx->loop, &w [i], s [i][0], EV_READ);
+  test_run_nowait (ctx->loop, 4);
+
+  for (i = 0; i < MANY_SOCKETS; ++i)
+    {
+      ev_io_stop (ctx->loop, &w [i].w);
+      close (s [i][0]);
+    }
+
+  t0 = now ();
+  for (i = 0; i < MANY_SOCKETS; ++i)
+    {
+      while (!peer_sees_eof (s [i][1]) && now () - t0 < EOF_BOUND)
+        {
+          ev_run (ctx->loop, EVRUN_NOWAIT);
+          usleep (1000);
+        }
+      if (!peer_sees_eof (s [i][1]))
+        ++open;
+    }
+  took = now () - t0;
+
+  holder_end (pid, ctl);
+  for (i = 0; i < MANY_SOCKETS; ++i)
+    close (s [i][1]);
+
+  if (open)
+    fail_msg ("%d of %d peers saw no EOF", open, MANY_SOCKETS);
+  eof_check ("grown ring, stop, close, child holding the first ring", took);
+
+  ev_loop_destroy (ctx->loop);
+  ctx->loop = 0;
+  assert_int_equal (ring_mappings (), 0);
 }
 
 /*****************************************************************************/
@@ -808,6 +936,9 @@ test_close_nostop_nowait (void **state)
 
 static const struct CMUnitTest tests [] = {
   TEST_BOTH (test_close_destroy_child_holds),
+  TEST_BOTH (test_close_destroy_child_holds_many),
+  TEST_ON (test_close_destroy_child_holds_many, noextarg),
+  TEST_BOTH (test_close_grown_child_holds),
   TEST_BOTH (test_close_in_callback),
   TEST_ON (test_close_in_callback, noextarg),
   TEST_BOTH (test_close_in_callback_reuse),
