@@ -837,15 +837,28 @@ iouring_ring_drain (EV_P)
   if (iouring_sq_ring == MAP_FAILED || iouring_forked (EV_A))
     return;
 
-  for (fd = 0; fd < anfdmax; ++fd)
-    if (anfds [fd].emask)
-      {
-        if (iouring_sq_pending (EV_A) > iouring_sq_mask && iouring_enter_nowait (EV_A) < 0)
-          return;
+  for (fd = -2; fd < anfdmax; ++fd)
+    {
+      uint64_t target;
 
-        iouring_prep_poll_remove (EV_A_ iouring_sqe_next (EV_A), iouring_fd_udata (EV_A_ fd));
-        anfds [fd].emask = 0;
-      }
+      /* first the polls of the epoll set and the timerfd, which hold those files */
+      if (fd == -2 && iouring_state & EV_IOURING_EPFD_POLLED)
+        target = IOURING_UDATA_EPOLL;
+      else if (fd == -1 && iouring_state & EV_IOURING_TFD_POLLED)
+        target = IOURING_UDATA_TIMERFD;
+      else if (fd >= 0 && anfds [fd].emask)
+        {
+          target = iouring_fd_udata (EV_A_ fd);
+          anfds [fd].emask = 0;
+        }
+      else
+        continue;
+
+      if (iouring_sq_pending (EV_A) > iouring_sq_mask && iouring_enter_nowait (EV_A) < 0)
+        return;
+
+      iouring_prep_poll_remove (EV_A_ iouring_sqe_next (EV_A), target);
+    }
 
   iouring_enter_nowait (EV_A);
 }

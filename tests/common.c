@@ -319,19 +319,103 @@ fail:
   return -1;
 }
 
+/* dups of this process's io_uring fds, at most max; returns how many */
+static int
+ring_fds_hold (int *held, int max)
+{
+  DIR *d = opendir ("/proc/self/fd");
+  struct dirent *e;
+  int n = 0;
+
+  if (!d)
+    return 0;
+
+  while (n < max && (e = readdir (d)))
+    {
+      char path [300], target [64];
+      ssize_t len;
+
+      snprintf (path, sizeof path, "/proc/self/fd/%s", e->d_name);
+      len = readlink (path, target, sizeof target - 1);
+      if (len <= 0)
+        continue;
+      target [len] = 0;
+      if (strstr (target, "io_uring"))
+        held [n++] = fcntl (atoi (e->d_name), F_DUPFD_CLOEXEC, 0);
+    }
+
+  closedir (d);
+  return n;
+}
+
+/* polls still armed on the ring behind fd (its fdinfo's PollList) */
+static int
+ring_polls (int fd)
+{
+  char path [64], line [256];
+  FILE *f;
+  int n = 0, in_list = 0;
+
+  snprintf (path, sizeof path, "/proc/self/fdinfo/%d", fd);
+  if (!(f = fopen (path, "r")))
+    return 0;
+
+  while (fgets (line, sizeof line, f))
+    if (!strncmp (line, "PollList:", 9))
+      in_list = 1;
+    else if (in_list && strstr (line, "op="))
+      ++n;
+    else if (in_list && line [0] != ' ')
+      in_list = 0;
+
+  fclose (f);
+  return n;
+}
+
+int
+test_ring_mappings (void)
+{
+  FILE *f = fopen ("/proc/self/maps", "r");
+  char line [512];
+  int n = 0;
+
+  if (!f)
+    return 0;
+
+  while (fgets (line, sizeof line, f))
+    if (strstr (line, "io_uring"))
+      ++n;
+
+  fclose (f);
+  return n;
+}
+
 int
 teardown_loop (void **state)
 {
   struct test_ctx *ctx = *state;
-  int i;
+  int held [8], nheld = 0, polls = 0, i;
 
   alarm (0);
 
   if (!ctx)
     return 0;
 
+  /* destroying a loop removes every poll of its ring, whoever else holds
+     the ring (note m), and unmaps it: hold the ring to look after destroy */
   if (ctx->loop)
-    ev_loop_destroy (ctx->loop);
+    {
+      nheld = ring_fds_hold (held, (int)(sizeof held / sizeof held [0]));
+      ev_loop_destroy (ctx->loop);
+      ctx->loop = 0;
+    }
+
+  for (i = 0; i < nheld; ++i)
+    if (held [i] >= 0)
+      {
+        polls += ring_polls (held [i]);
+        close (held [i]);
+      }
 
   for (i = 0; i < TEST_MAX_FDS; ++i)
     if (ctx->fds [i] >= 0)
@@ -340,6 +424,18 @@ teardown_loop (void **state)
   test_hooks_reset ();
   free (ctx);
   *state = 0;
+
+  if (polls)
+    {
+      print_error ("ev_loop_destroy left %d polls armed on its ring\n", polls);
+      return -1;
+    }
+
+  if ((i = test_ring_mappings ()))
+    {
+      print_error ("%d io_uring mappings left after ev_loop_destroy\n", i);
+      return -1;
+    }
 
   /* the backend took the masked path throughout, not only at setup */
   if (ev_iouring_test_hidden_used != test_hidden_used)

@@ -175,6 +175,11 @@ struct ev_loop *test_loop_new (const struct test_mode *mode);
 /* number of open fds of this process (/proc/self/fd) */
 int test_fd_count (void);
 
+/* io_uring mappings of this process (/proc/self/maps); teardown_loop
+   fails a test that leaves any, or leaves polls armed on a destroyed
+   loop's ring */
+int test_ring_mappings (void);
+
 void test_nonblock (int fd);
 
 /* non-blocking, close-on-exec pair; closed by teardown_loop */

@@ -404,23 +404,6 @@ test_close_destroy_child_holds_many (void **state)
   destroy_child_holds (*state, MANY_SOCKETS);
 }
 
-/* the io_uring mappings of this process (/proc/self/maps) */
-static int
-ring_mappings (void)
-{
-  FILE *f = fopen ("/proc/self/maps", "r");
-  char line [512];
-  int n = 0;
-
-  assert_non_null (f);
-  while (fgets (line, sizeof line, f))
-    if (strstr (line, "io_uring"))
-      ++n;
-  fclose (f);
-
-  return n;
-}
-
 /* a child forked while the ring is small holds it; the loop then grows
    (a new ring, the old one removed from and unmapped); every watcher is
    stopped and its fd closed: every peer sees EOF while the loop runs, and
@@ -497,7 +480,7 @@ test_close_grown_child_holds (void **state)
 
   ev_loop_destroy (ctx->loop);
   ctx->loop = 0;
-  assert_int_equal (ring_mappings (), 0);
+  assert_int_equal (test_ring_mappings (), 0);
 }
 
 /*****************************************************************************/
