@@ -525,8 +525,6 @@ iouring_sqe_next (EV_P)
 inline_speed struct ev_io_uring_sqe *
 iouring_sqe_get (EV_P)
 {
-  struct ev_io_uring_sqe *sqe;
-
   if (ecb_expect_false (iouring_sq_pending (EV_A) > iouring_sq_mask))
     if (!iouring_sq_flush (EV_A))
       return 0;
