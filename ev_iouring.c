@@ -939,7 +939,9 @@ iouring_ring_map (EV_P_ int fd, const struct ev_io_uring_params *params)
       iouring_cq_ring = (char *)iouring_mmap (fd, iouring_cq_ring_size, EV_IORING_OFF_CQ_RING);
     }
 
-  iouring_sqes = iouring_mmap (fd, params->sq_entries * sizeof (struct ev_io_uring_sqe), EV_IORING_OFF_SQES);
+  /* iouring_ring_destroy unmaps (iouring_sq_mask + 1) sqes, even when a mapping failed */
+  iouring_sq_mask = params->sq_entries - 1;
+  iouring_sqes    = iouring_mmap (fd, params->sq_entries * sizeof (struct ev_io_uring_sqe), EV_IORING_OFF_SQES);
 
   if (iouring_sq_ring == MAP_FAILED || iouring_cq_ring == MAP_FAILED || iouring_sqes == MAP_FAILED)
     {
@@ -952,8 +954,7 @@ iouring_ring_map (EV_P_ int fd, const struct ev_io_uring_params *params)
   iouring_sq_khead     = (unsigned int *)(iouring_sq_ring + params->sq_off.head);
   iouring_sq_ktail     = (unsigned int *)(iouring_sq_ring + params->sq_off.tail);
   iouring_sq_kflags    = (unsigned int *)(iouring_sq_ring + params->sq_off.flags);
-  iouring_sq_mask      = *(unsigned int *)(iouring_sq_ring + params->sq_off.ring_mask);
-    iouring_sq_tail      = *iouring_sq_ktail;
+  iouring_sq_tail      = *iouring_sq_ktail;
 
   iouring_cq_khead     = (unsigned int *)(iouring_cq_ring + params->cq_off.head);
   iouring_cq_ktail     = (unsigned int *)(iouring_cq_ring + params->cq_off.tail);
