@@ -31,7 +31,7 @@ function spread (list,    a, n, m) {
 function mcell (p, v, u,  f,    a) {
   if (u == "" || !((p, v, u) in mrow)) return "-"
   if (split (mrow [p, v, u], a, FS) < 3) return mrow [p, v, u]
-  return a [f] == "-" ? "-" : sprintf ("%.0f", a [f] / 1024)
+  return a [f] == "-" ? "-" : sprintf ("%d", a [f] / 1024 + (a [f] < 0 ? -0.5 : 0.5))
 }
 
 function ratio (x, y) { return (x == "" || y == "" || y + 0 == 0) ? "" : x / y }
