@@ -32,9 +32,26 @@
  *   wchurn    n socketpairs; a EV_WRITE watchers started per iteration
  *             (EVRUN_ONCE), each stopped in its callback, as a server does
  *             around a write that would block.
+ *   mem       the loop's kernel memory with n idle fds armed (both ends of
+ *             n/2 socketpairs, each with an EV_READ watcher): once the loop
+ *             has run 4 times (EVRUN_NOWAIT, "armed"), after 1.2 s of
+ *             idling ("idle"; idle polls move to an epoll set after 0.4 to
+ *             0.8 s) and 0.2 s after ev_loop_destroy ("destroyed"). Each
+ *             figure is a difference from before ev_loop_new:
+ *               ring      Size of the anon_inode:[io_uring] mappings in
+ *                         /proc/self/smaps (ring_rss: their Rss)
+ *               memlock   what the kernel charges to this user's
+ *                         RLIMIT_MEMLOCK, found by probing (memlock_charge)
+ *               slab      objects in the io_kiocb, eventpoll_epi and
+ *                         eventpoll_pwq caches times their slab size, from
+ *                         /sys/kernel/slab (root only; approximate: merged
+ *                         caches, other processes, per-cpu slabs)
+ *             "-": could not be measured as this user.
  *
  * Output: one tab-separated line per measured phase on stdout:
  *   workload params backend rounds loops wall_s cpu_s usec_per_round
+ * except mem:
+ *   mem params backend ring_bytes ring_rss_bytes memlock_bytes slab_bytes uid
  * "loops" is the number of ev_run iterations (both processes for pingpong),
  * "cpu_s" is user+system time from getrusage (peer included for pingpong).
  * -H prints a header line first. Exit status 2: backend not available.
@@ -55,6 +72,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <ev.h>
@@ -711,12 +729,334 @@ bench_pingpong (const char *params)
           meter_wall (&m0, &m1), rusage_cpu (&m1.ru) - rusage_cpu (&m0.ru) + rusage_cpu (&ruc));
 }
 
+
+/*****************************************************************************/
+/* mem: the loop's kernel memory */
+
+#ifndef SYS_io_uring_setup
+# define SYS_io_uring_setup 425 /* the same number on every architecture */
+#endif
+
+struct mem_figures
+{
+  long long ring, ring_rss; /* bytes of anon_inode:[io_uring] mappings */
+  long long memlock;        /* bytes charged to RLIMIT_MEMLOCK, -1 unknown */
+  long long slab;           /* bytes in the caches of mem_caches, -1 unknown */
+};
+
+static const char *const mem_caches [] = { "io_kiocb", "eventpoll_epi", "eventpoll_pwq" };
+
+static int *mem_ballast;        /* probe rings left open, see memlock_charge */
+static int mem_nballast;
+static long mem_probe_pages;    /* pages one probe ring is charged */
+
+static void
+mem_smaps (struct mem_figures *f)
+{
+  char line [512];
+  FILE *smaps = fopen ("/proc/self/smaps", "r");
+  int ours = 0;
+
+  f->ring = f->ring_rss = 0;
+
+  if (!smaps)
+    die ("/proc/self/smaps");
+
+  while (fgets (line, sizeof (line), smaps))
+    {
+      unsigned long lo, hi, off, ino;
+      unsigned int maj, mnr;
+      char perm [8];
+      long kb;
+
+      if (sscanf (line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perm, &off, &maj, &mnr, &ino) == 7)
+        ours = !!strstr (line, "anon_inode:[io_uring]");
+      else if (ours && sscanf (line, "Size: %ld kB", &kb) == 1)
+        f->ring += kb * 1024;
+      else if (ours && sscanf (line, "Rss: %ld kB", &kb) == 1)
+        f->ring_rss += kb * 1024;
+    }
+
+  fclose (smaps);
+}
+
+static long long
+mem_slab (void)
+{
+  long long sum = 0;
+  unsigned int i;
+
+  for (i = 0; i < sizeof (mem_caches) / sizeof (mem_caches [0]); ++i)
+    {
+      char path [128];
+      long long objects, size;
+      FILE *f;
+      int ok;
+
+      snprintf (path, sizeof (path), "/sys/kernel/slab/%s/objects", mem_caches [i]);
+      f = fopen (path, "r");
+      if (!f)
+        return -1;
+      ok = fscanf (f, "%lld", &objects) == 1;
+      fclose (f);
+
+      snprintf (path, sizeof (path), "/sys/kernel/slab/%s/slab_size", mem_caches [i]);
+      f = fopen (path, "r");
+      if (!f)
+        return -1;
+      ok = ok && fscanf (f, "%lld", &size) == 1;
+      fclose (f);
+
+      if (!ok)
+        return -1;
+
+      sum += objects * size;
+    }
+
+  return sum;
+}
+
+/* the smallest ring there is (1 sqe, 2 cqes), or -1 with errno */
+static int
+mem_probe_ring (void)
+{
+  unsigned int params [30]; /* struct io_uring_params: 120 bytes */
+
+  memset (params, 0, sizeof (params));
+  params [0] = 1;
+
+  return (int)syscall (SYS_io_uring_setup, 1, params);
+}
+
+static int
+mem_memlock_soft (rlim_t soft, rlim_t hard)
+{
+  struct rlimit rl;
+
+  rl.rlim_cur = soft;
+  rl.rlim_max = hard;
+
+  return setrlimit (RLIMIT_MEMLOCK, &rl);
+}
+
+/*
+ * the pages charged to this user's RLIMIT_MEMLOCK, in bytes (-1: unknown).
+ * the kernel compares the user's charge plus a new ring's pages with the
+ * caller's soft limit, so with the soft limit raised a page at a time from
+ * 0, the first probe ring succeeds at U + P pages and the second at U + 2P
+ * (U: the charge, P: a probe's pages). 0 when a probe succeeds under a
+ * zero limit: this user (root: CAP_IPC_LOCK) or this kernel charges nothing.
+ * a closed ring's charge comes back only when the kernel's cleanup work
+ * has run (6.18: 20 to 60 ms later), so the two probes' charge is waited
+ * for by probing at U + P again, and that last probe stays open as
+ * ballast: its pages are known and subtracted from every later figure.
+ * anything else this user charges meanwhile (another process as the same
+ * user) skews the figure.
+ */
+static long long
+memlock_charge (void)
+{
+  const long page = sysconf (_SC_PAGESIZE);
+  struct rlimit rl;
+  long long pages = -1;
+  rlim_t l, first = 0, second = 0;
+  int fd [2] = { -1, -1 };
+  int n = 0, tries;
+
+  if (getrlimit (RLIMIT_MEMLOCK, &rl))
+    return -1;
+
+  for (l = 0; n < 2 && (rl.rlim_max == RLIM_INFINITY || l <= rl.rlim_max); l += page)
+    {
+      if (mem_memlock_soft (l, rl.rlim_max))
+        break;
+
+      fd [n] = mem_probe_ring ();
+
+      if (fd [n] >= 0)
+        {
+          if (!n++)
+            first = l;
+          else
+            second = l;
+
+          if (!l)
+            break;
+        }
+      else if (errno != ENOMEM)
+        break;
+    }
+
+  if (n == 1 && !first)
+    pages = 0;
+  else if (n == 2)
+    {
+      long p = (long)((second - first) / page);
+
+      if (mem_probe_pages && p != mem_probe_pages)
+        fprintf (stderr, "bench: mem: a probe ring took %ld pages, before %ld: the charge moved meanwhile\n",
+                 p, mem_probe_pages);
+
+      mem_probe_pages = p;
+      pages = (long long)(first / page) - p - (long long)mem_nballast * p;
+    }
+
+  if (fd [0] >= 0)
+    close (fd [0]);
+  if (fd [1] >= 0)
+    close (fd [1]);
+
+  /* wait for the probes' charge to come back, then keep one as ballast */
+  if (n == 2)
+    {
+      mem_memlock_soft (first, rl.rlim_max);
+
+      for (tries = 0; tries < 300; ++tries)
+        {
+          int b = mem_probe_ring ();
+
+          if (b >= 0)
+            {
+              mem_ballast = realloc (mem_ballast, (mem_nballast + 1) * sizeof (int));
+              if (!mem_ballast)
+                die ("realloc");
+              mem_ballast [mem_nballast++] = b;
+              break;
+            }
+
+          usleep (10000);
+        }
+
+      if (tries == 300)
+        fprintf (stderr, "bench: mem: the probes' charge did not come back within 3 s\n");
+    }
+
+  setrlimit (RLIMIT_MEMLOCK, &rl);
+
+  return pages < 0 ? -1 : pages * page;
+}
+
+/* the memlock figure once it holds still for 0.1 s: closed rings give
+ * their charge back late, a replaced ring's too */
+static void
+mem_measure (struct mem_figures *f)
+{
+  long long before;
+  int i;
+
+  f->memlock = memlock_charge ();
+
+  for (i = 0; i < 20; ++i)
+    {
+      usleep (100000);
+      before = f->memlock;
+      f->memlock = memlock_charge ();
+
+      if (f->memlock == before)
+        break;
+    }
+
+  mem_smaps (f);
+  f->slab = mem_slab ();
+}
+
+static void
+mem_field (long long v, long long v0, const char *sep)
+{
+  if (v < 0 || v0 < 0)
+    printf ("-%s", sep);
+  else
+    printf ("%lld%s", v - v0, sep);
+}
+
+static void
+mem_report (const char *params, const char *phase, const char *backend,
+            const struct mem_figures *f0, const struct mem_figures *f)
+{
+  printf ("mem\t%s,%s\t%s\t", params, phase, backend);
+  mem_field (f->ring, f0->ring, "\t");
+  mem_field (f->ring_rss, f0->ring_rss, "\t");
+  mem_field (f->memlock, f0->memlock, "\t");
+  mem_field (f->slab, f0->slab, "\t");
+  printf ("%u\n", (unsigned int)getuid ());
+  fflush (stdout);
+}
+
+static struct mem_figures mem_before;
+
+/* before ev_loop_new: the fds, the watchers and the figures without the loop */
+static void
+mem_setup (void)
+{
+  int i;
+
+  fds = calloc (bench_n + 1, sizeof (int));
+  ios = calloc (bench_n, sizeof (ev_io));
+
+  if (!fds || !ios)
+    die ("calloc");
+
+  for (i = 0; i < bench_n; i += 2)
+    if (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, fds + i))
+      die ("socketpair (raise RLIMIT_NOFILE or lower -n)");
+
+  mem_measure (&mem_before);
+}
+
+static int mem_ticks;
+
+static void
+mem_tick_cb (EV_P_ ev_timer *w, int revents)
+{
+  (void)w; (void)revents;
+
+  if (!--mem_ticks)
+    ev_break (EV_A_ EVBREAK_ALL);
+}
+
+static void
+bench_mem (const char *params)
+{
+  const char *backend = backend_name (ev_backend (loop));
+  struct mem_figures f;
+  int i;
+
+  for (i = 0; i < bench_n; ++i)
+    {
+      ev_io_init (&ios [i], nop_io_cb, fds [i], EV_READ);
+      ev_io_start (loop, &ios [i]);
+    }
+
+  for (i = 0; i < 4; ++i)
+    ev_run (loop, EVRUN_NOWAIT);
+
+  mem_measure (&f);
+  mem_report (params, "armed", backend, &mem_before, &f);
+
+  /* 12 iterations over 1.2 s: the idle polls' sweep runs in between */
+  mem_ticks = 12;
+  ev_timer_init (idle_tick, mem_tick_cb, 0.1, 0.1);
+  ev_timer_start (loop, idle_tick);
+  ev_run (loop, 0);
+  ev_timer_stop (loop, idle_tick);
+
+  mem_measure (&f);
+  mem_report (params, "idle", backend, &mem_before, &f);
+
+  ev_loop_destroy (loop);
+  loop = 0;
+  usleep (200000);
+
+  mem_measure (&f);
+  mem_report (params, "destroyed", backend, &mem_before, &f);
+}
+
 /*****************************************************************************/
 
 static void
 usage (void)
 {
-  fputs ("usage: bench [-DH] [-b flags] [-w chain|churn|timers|poll0|idle|pingpong|tonly|wchurn]\n"
+  fputs ("usage: bench [-DH] [-b flags] [-w chain|churn|timers|poll0|idle|pingpong|tonly|wchurn|mem]\n"
          "             [-n fds] [-a active] [-W writes] [-i rounds] [-o] [-T] [-k socket|pipe]\n"
          "  -b  backend flags for ev_loop_new: 4 epoll, 128 io_uring (default 4)\n"
          "  -n  number of fds/watchers (timers: number of timers)\n"
@@ -767,7 +1107,9 @@ main (int argc, char *argv [])
   signal (SIGPIPE, SIG_IGN);
   srand48 (42);
 
-  if (header && !describe)
+  if (header && !describe && !strcmp (bench_workload, "mem"))
+    puts ("workload\tparams\tbackend\tring_bytes\tring_rss_bytes\tmemlock_bytes\tslab_bytes\tuid");
+  else if (header && !describe)
     puts ("workload\tparams\tbackend\trounds\tloops\twall_s\tcpu_s\tusec_per_round");
 
   if (!strcmp (bench_workload, "chain"))
@@ -784,19 +1126,28 @@ main (int argc, char *argv [])
     snprintf (params, sizeof (params), "%s", bench_pipes ? "pipe" : "socketpair");
   else if (!strcmp (bench_workload, "tonly"))
     snprintf (params, sizeof (params), "n=%d,1-20ms", bench_n);
+  else if (!strcmp (bench_workload, "mem"))
+    snprintf (params, sizeof (params), "n=%d", bench_n);
   else
     usage ();
 
   /* -D: the keys this run would report, for run.sh to name failed runs */
   if (describe)
     {
-      printf ("%s\t%s\n", bench_workload, params);
+      if (strcmp (bench_workload, "mem"))
+        printf ("%s\t%s\n", bench_workload, params);
 
       if (!strcmp (bench_workload, "chain"))
         printf ("chain-setup\t%s\n", params);
 
+      if (!strcmp (bench_workload, "mem"))
+        printf ("mem\t%s,armed\nmem\t%s,idle\nmem\t%s,destroyed\n", params, params, params);
+
       return 0;
     }
+
+  if (!strcmp (bench_workload, "mem"))
+    mem_setup ();
 
   loop = ev_loop_new (bench_flags | EVFLAG_NOENV);
 
@@ -820,10 +1171,13 @@ main (int argc, char *argv [])
     bench_tonly (params);
   else if (!strcmp (bench_workload, "wchurn"))
     bench_wchurn (params);
+  else if (!strcmp (bench_workload, "mem"))
+    bench_mem (params);
   else
     bench_pingpong (params);
 
-  ev_loop_destroy (loop);
+  if (loop)
+    ev_loop_destroy (loop);
 
   return 0;
 }

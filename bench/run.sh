@@ -14,6 +14,11 @@
 # after a timeout: max (3 s, 20 x epoll's time)) or "failed", and is not
 # run again for that configuration: 4.33's backend does both.
 #
+# Memory (-w mem, memory.tsv): the loop's kernel memory with n = 10, 1000,
+# 10000 idle fds armed, one run per variant (deterministic figures), as this
+# user and, when root, again as nobody:nogroup under Debian's 8 MiB
+# RLIMIT_MEMLOCK (setpriv, prlimit): root is not charged for rings.
+#
 # Environment: QUICK=1 (subset, R=1, under a minute), R=repetitions (5),
 # NOSTRACE=1, NOSERVER=1 (skip nghttpd/h2load), BENCH_ONLY=regex on the
 # workload name (e.g. 'chain|churn').
@@ -41,12 +46,14 @@ mkdir -p "$OUT/tmp"
 TSV=$OUT/results.tsv
 SYS=$OUT/syscalls.tsv
 SRV=$OUT/server.tsv
+MEM=$OUT/memory.tsv
 MD=$OUT/results.md
 LOG=$OUT/run.log
 
 printf 'variant\trep\tstatus\tworkload\tparams\tbackend\trounds\tloops\twall_s\tcpu_s\tusec_per_round\n' >"$TSV"
 printf 'variant\tworkload\tparams\tsys_per_loop\tall_per_loop\ttop_syscalls\n' >"$SYS"
 printf 'variant\trep\tstatus\treq_per_s\tlibev_backend\tcpu_us_per_req\n' >"$SRV"
+printf 'variant\tuser\tstatus\tworkload\tparams\tbackend\tring_bytes\tring_rss_bytes\tmemlock_bytes\tslab_bytes\tuid\n' >"$MEM"
 : >"$LOG"
 
 now () { date +%s.%N; }
@@ -223,6 +230,45 @@ configs | while IFS='|' read -r quick args rounds qrounds krounds; do
   fi
 done
 
+# memory: ours and epoll, n idle fds armed; one run each, ~2 s (it idles 1.2 s)
+mem_run () {
+  mv=$1 mu=$2 mn=$3
+  shift 3
+  case $mv in ours) mb=128 ;; *) mb=4 ;; esac
+  mkeys=$("$OURS" -D -w mem -n "$mn")
+  timeout -k 2 30 "$@" -w mem -n "$mn" -b "$mb" >"$OUT/tmp/mem" 2>>"$LOG" </dev/null
+  mrc=$?
+  mst=$(status_of $mrc)
+  if [ "$mst" = ok ]; then
+    awk -v v="$mv" -v u="$mu" 'BEGIN { OFS = "\t" } { print v, u, "ok", $0 }' "$OUT/tmp/mem" >>"$MEM"
+  else
+    echo "$mkeys" | awk -F '\t' -v v="$mv" -v u="$mu" -v s="$mst" 'BEGIN { OFS = "\t" }
+      { print v, u, s, $1, $2, "-", "-", "-", "-", "-", "-" }' >>"$MEM"
+    echo "run.sh: mem $mv -n $mn as $mu: $mst (exit $mrc)" >&2
+  fi
+}
+
+if echo mem | grep -Eq "$BENCH_ONLY"; then
+  if [ "$QUICK" = 1 ]; then mem_ns=1000; else mem_ns="10 1000 10000"; fi
+  me=$(id -un)
+  # nobody needs a copy it can read: the build tree may sit under /root
+  unpriv=
+  if [ "$(id -u)" = 0 ] && id -u nobody >/dev/null 2>&1 && getent group nogroup >/dev/null 2>&1 &&
+     command -v setpriv >/dev/null 2>&1 && command -v prlimit >/dev/null 2>&1; then
+    unpriv=$(mktemp -d "${TMPDIR:-/tmp}/ev_iouring-mem.XXXXXX")
+    cp "$OURS" "$unpriv/" && chmod 755 "$unpriv" "$unpriv/bench-ours" || unpriv=
+  fi
+  for n in $mem_ns; do
+    for v in ours epoll; do
+      mem_run "$v" "$me" "$n" "$OURS"
+      [ -n "$unpriv" ] &&
+        mem_run "$v" nobody "$n" prlimit --memlock=8388608:8388608 \
+          setpriv --reuid=nobody --regid=nogroup --clear-groups "$unpriv/bench-ours"
+    done
+  done
+  [ -n "$unpriv" ] && rm -rf "$unpriv"
+fi
+
 # a real server: nghttpd --no-tls and h2load, both libev programs
 if [ "$NOSERVER" != 1 ]; then
   sh "$here/server.sh" "$B" "$R" >>"$SRV" 2>>"$LOG" || echo "run.sh: server benchmark skipped or failed (see $LOG)" >&2
@@ -240,8 +286,8 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "- repetitions: R=$R, QUICK=$QUICK, medians; total time $(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.0f", b - a }') s"
   echo "- ours: $OURS -b 128; epoll: $OURS -b 4; orig: $ORIG -b 128 (libev 4.33 as released)"
   echo
-  awk -f "$here/summary.awk" "$TSV" "$SYS" "$SRV"
+  awk -f "$here/summary.awk" "$TSV" "$SYS" "$SRV" "$MEM"
 } >"$MD"
 
 rm -rf "$OUT/tmp"
-echo "run.sh: wrote $MD $TSV $SYS $SRV" >&2
+echo "run.sh: wrote $MD $TSV $SYS $SRV $MEM" >&2

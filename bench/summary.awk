@@ -1,4 +1,4 @@
-# bench/summary.awk - results.tsv syscalls.tsv server.tsv -> markdown tables
+# bench/summary.awk - results.tsv syscalls.tsv server.tsv memory.tsv -> markdown tables
 #
 # Medians over the repetitions; ratios are ours / epoll and orig / epoll
 # (below 1.00 is faster than epoll). "spread" is the largest
@@ -27,6 +27,13 @@ function spread (list,    a, n, m) {
   return m > 0 ? (a [n] - a [1]) / m : 0
 }
 
+# a memory.tsv figure in KiB: field f of ring, memlock, slab
+function mcell (p, v, u,  f,    a) {
+  if (u == "" || !((p, v, u) in mrow)) return "-"
+  if (split (mrow [p, v, u], a, FS) < 3) return mrow [p, v, u]
+  return a [f] == "-" ? "-" : sprintf ("%d", a [f] / 1024 + (a [f] < 0 ? -0.5 : 0.5))
+}
+
 function ratio (x, y) { return (x == "" || y == "" || y + 0 == 0) ? "" : x / y }
 function fmt (x, f) { return x == "" ? "-" : sprintf (f, x) }
 
@@ -41,7 +48,16 @@ function target (wl) {
 }
 
 FNR == 1 {
-  kind = ($4 == "workload") ? "run" : ($2 == "workload") ? "sys" : "srv"
+  kind = ($7 == "ring_bytes") ? "mem" : ($4 == "workload") ? "run" : ($2 == "workload") ? "sys" : "srv"
+  next
+}
+
+# memory.tsv: variant user status workload params backend ring rss memlock slab uid
+kind == "mem" {
+  if (!($5 in mseen)) { mseen [$5] = 1; morder [++nm] = $5 }
+  mrow [$5, $1, $2] = $3 == "ok" ? $7 FS $9 FS $10 : $3
+  muser [$2] = 1
+  if ($2 != "nobody") mme = $2
   next
 }
 
@@ -155,6 +171,27 @@ END {
     }
     print ""
   }
+
+  if (nm) {
+    mother = ("nobody" in muser) ? "nobody" : ""
+    print "### loop memory with n idle fds armed (KiB; one run each)"
+    print ""
+    print "After 4 `EVRUN_NOWAIT` iterations (armed), after 1.2 s of idling (idle: idle polls move to an epoll set), and 0.2 s after `ev_loop_destroy` (destroyed); differences from before `ev_loop_new`. ring: the `anon_inode:[io_uring]` mappings; memlock: what the kernel charges to the user's `RLIMIT_MEMLOCK` (probed); slab: `io_kiocb` + `eventpoll_epi` + `eventpoll_pwq` objects (approximate: merged caches, other processes)."
+    print ""
+    printf "| n | phase | ours ring | ours memlock, %s | ours memlock, %s | ours slab ≈ | epoll ring | epoll memlock, %s | epoll memlock, %s | epoll slab ≈ |\n",
+      mme, (mother == "" ? "-" : mother), mme, (mother == "" ? "-" : mother)
+    print "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+    for (i = 1; i <= nm; ++i) {
+      p = morder [i]
+      split (p, P, ",")
+      printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", substr (P [1], 3), P [2],
+        mcell (p, "ours", mme, 1), mcell (p, "ours", mme, 2), mcell (p, "ours", mother, 2), mcell (p, "ours", mme, 3),
+        mcell (p, "epoll", mme, 1), mcell (p, "epoll", mme, 2), mcell (p, "epoll", mother, 2), mcell (p, "epoll", mme, 3)
+    }
+    print ""
+  }
+
+  if (!nk && !nsrv) exit
 
   print "Targets met: " pass ", missed: " miss "."
   print ""
