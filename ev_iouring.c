@@ -108,7 +108,9 @@
  *    keeps the file alive, EPOLL_CTL_DEL fails with EBADF and the item
  *    stays; its events then carry a stale generation, and the set is
  *    built anew from our fds. an fd whose watchers change goes back to
- *    the ring. re-arming a poll after its event is by fd number: when
+ *    the ring, and so does an fd that fires: a busy fd in the set would
+ *    cost an epoll_wait per wakeup (a server socket idle at start-up),
+ *    one on the ring nothing, and the move is one epoll_ctl. re-arming a poll after its event is by fd number: when
  *    the callback closed the fd without ev_io_stop, the new poll fails
  *    with -EBADF and is forgotten quietly, as epoll forgets the fd. when
  *    the number was reused meanwhile, by a file no watcher is for, the
@@ -286,6 +288,18 @@ iouring_poll_to_ev (int res)
 /*****************************************************************************/
 /* the epoll set of idle fds (note l), polled on the ring like any fd */
 
+/* the fd's watchers changed, or it fired: it goes back to the ring */
+ecb_cold static void
+iouring_epoll_del (EV_P_ int fd)
+{
+  struct epoll_event ev; /* pre-2.6.9 kernels want one */
+
+  anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
+
+  /* EBADF: closed, but a dup may keep the item alive; its events tell (note l) */
+  epoll_ctl (iouring_epfd, EPOLL_CTL_DEL, fd, &ev);
+}
+
 /* the epoll set's poll completed: collect its events, level-triggered (note l) */
 ecb_cold static void
 iouring_epoll_reap (EV_P)
@@ -303,7 +317,15 @@ iouring_epoll_reap (EV_P)
       if (fd < anfdmax
           && anfds [fd].eflags & EV_IOURING_EPOLLED
           && (uint32_t)(events [i].data.u64 >> 32) == anfds [fd].egen)
-        fd_event (EV_A_ fd, iouring_poll_to_ev ((int)events [i].events));
+        {
+          fd_event (EV_A_ fd, iouring_poll_to_ev ((int)events [i].events));
+
+          /* busy again: back to the ring, where an event costs no epoll_wait (note l) */
+          iouring_epoll_del (EV_A_ fd);
+          anfds [fd].events  = 0;
+          anfds [fd].eflags |= EV_IOURING_REARM;
+          fd_change (EV_A_ fd, EV_ANFD_REIFY);
+        }
       else
         iouring_state |= EV_IOURING_EPOLL_STALE; /* a file we no longer own */
     }
@@ -332,18 +354,6 @@ iouring_epoll_add (EV_P_ int fd)
       anfds [fd].events = 0;
       fd_change (EV_A_ fd, EV_ANFD_REIFY);
     }
-}
-
-/* the fd's watchers changed: it goes back to the ring */
-ecb_cold static void
-iouring_epoll_del (EV_P_ int fd)
-{
-  struct epoll_event ev; /* pre-2.6.9 kernels want one */
-
-  anfds [fd].eflags &= ~EV_IOURING_EPOLLED;
-
-  /* EBADF: closed, but a dup may keep the item alive; its events tell (note l) */
-  epoll_ctl (iouring_epfd, EPOLL_CTL_DEL, fd, &ev);
 }
 
 /*****************************************************************************/

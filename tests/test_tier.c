@@ -12,7 +12,8 @@
  * - ev_io_stop and close of an idle socket: the peer sees EOF at once;
  * - many idle watchers, then all of them ready: each called once a round;
  * - a child that calls ev_loop_fork gets the events of idle watchers,
- *   and the parent still gets its own.
+ *   and the parent still gets its own;
+ * - a watcher in the epoll set that becomes busy goes back to the ring.
  *
  * every test waits IDLE seconds first, in blocking iterations with no
  * other activity, so the tier is reached on io_uring; on epoll the same
@@ -302,7 +303,76 @@ test_tier_fork (void **state)
   ev_io_stop (ctx->loop, &q.w);
 }
 
+/* is fd an item of some epoll set of this process (fdinfo's tfd lines)? */
+static int
+epoll_has (int fd)
+{
+  char path [64], link [64], line [256];
+  int efd, found = 0;
+
+  for (efd = 0; efd < 1024 && !found; ++efd)
+    {
+      ssize_t len;
+      FILE *f;
+
+      snprintf (path, sizeof path, "/proc/self/fd/%d", efd);
+      len = readlink (path, link, sizeof link - 1);
+      if (len <= 0)
+        continue;
+      link [len] = 0;
+      if (strcmp (link, "anon_inode:[eventpoll]"))
+        continue;
+
+      snprintf (path, sizeof path, "/proc/self/fdinfo/%d", efd);
+      if (!(f = fopen (path, "r")))
+        continue;
+      while (fgets (line, sizeof line, f))
+        if (!strncmp (line, "tfd:", 4) && atoi (line + 4) == fd)
+          found = 1;
+      fclose (f);
+    }
+
+  return found;
+}
+
+/* a watcher idle long enough to be in the epoll set, then busy: it goes
+   back to the ring (where an event needs no epoll_wait), and its events
+   arrive as before; idle again, it moves again.  io_uring only: epoll's
+   set always holds the fd */
+static void
+test_tier_busy_back (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io r;
+  int p [2], i;
+
+  test_pipe (ctx, p);
+  test_io_start (ctx->loop, &r, p [0], EV_READ);
+  r.drain = 1;
+  idle_wait (ctx->loop);
+  assert_true (epoll_has (p [0]));
+
+  for (i = 1; i <= 5; ++i)
+    {
+      test_put (p [1]);
+      assert_true (run_until_more (ctx->loop, &r.calls, i - 1));
+      assert_int_equal (r.calls, i);
+      assert_int_equal (r.last, EV_READ);
+      assert_false (epoll_has (p [0]));
+    }
+
+  idle_wait (ctx->loop);
+  assert_true (epoll_has (p [0]));
+  test_put (p [1]);
+  assert_true (run_until_more (ctx->loop, &r.calls, 5));
+  test_run_nowait (ctx->loop, 3);
+  assert_int_equal (r.calls, 6);
+  ev_io_stop (ctx->loop, &r.w);
+}
+
 static const struct CMUnitTest tests [] = {
+  TEST_ON (test_tier_busy_back, iouring),
+  TEST_ON (test_tier_busy_back, noextarg),
   TEST_BOTH (test_tier_fork),
   TEST_BOTH (test_tier_many),
   TEST_ON (test_tier_many, noextarg),
