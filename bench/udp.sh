@@ -76,7 +76,8 @@ oncpu_ns () {
   cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f", s }'
 }
 
-OPORT=$(free_port $((40000 + $$ % 20000)))
+# below the ephemeral ports (32768 - 60999), which the relays' own sockets take
+OPORT=$(free_port $((22000 + $$ % 10000)))
 SPORT=$(free_port $((OPORT + 1)))
 TPORT=$(free_port $((SPORT + 1)))
 
@@ -100,10 +101,15 @@ us () {
   awk -v a="$1" -v b="$2" -v n="$N" 'BEGIN { printf "%.3f", (b - a) / n / 1000 }'
 }
 
+# stop the relays, wait until their ports are free: 4.33's backend exits
+# with polls armed on its ring, and the kernel closes those sockets a few
+# ms after the process is gone (6.18), so the next run's bind would fail
 stop () {
   kill "$1" "$2" 2>/dev/null
   wait "$1" 2>/dev/null
   wait "$2" 2>/dev/null
+  i=0
+  while { bound "$SPORT" || bound "$TPORT"; } && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 }
 
 one () {
@@ -128,6 +134,8 @@ one () {
     i=$((i + 1))
     if [ $i -gt 50 ] || ! kill -0 "$ts" 2>/dev/null || ! kill -0 "$tt" 2>/dev/null; then
       printf '%s\t%s\tfailed\t-\t-\t-\t-\t-\t-\n' "$v" "$rep"
+      echo "udp.sh: $v: the relays did not start: $(tail -qn 1 "$OUT/ss-server.err" "$OUT/ss-tunnel.err")" >&2
+      ss -uanp 2>/dev/null | grep -E ":($SPORT|$TPORT) " >&2
       stop "$ts" "$tt"
       return
     fi
@@ -136,6 +144,12 @@ one () {
 
   spid=$(pgrep -P "$ts" ss-server | head -1)
   tpid=$(pgrep -P "$tt" ss-tunnel | head -1)
+  if [ -z "$spid" ] || [ -z "$tpid" ]; then
+    printf '%s\t%s\tfailed\t-\t-\t-\t-\t-\t-\n' "$v" "$rep"
+    echo "udp.sh: $v: ss-server ${spid:-gone}, ss-tunnel ${tpid:-gone}" >&2
+    stop "$ts" "$tt"
+    return
+  fi
   bs=$(backend_of "${spid:-0}")
   bt=$(backend_of "${tpid:-0}")
   be=$bs
