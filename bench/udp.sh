@@ -10,7 +10,10 @@
 # origin is bench/udp.py too, outside the figure. The figure is the on-CPU
 # time of ss-server and ss-tunnel together (/proc/PID/task/*/schedstat
 # around the client's run) per datagram round trip; both processes are
-# started afresh for every run.
+# started afresh for every run. UDP_IDLE=seconds (0) lets them sit idle
+# before the client starts: our backend moves a poll idle for 0.4 - 0.8 s
+# to its epoll set (ev_iouring.c, note l), so UDP_IDLE=1 measures the
+# relays' sockets served from there.
 # Prints "variant rep status dgram_per_s backend cpu_us_per_dgram
 # ss_server_us ss_tunnel_us retransmits" lines (tab-separated); the backend
 # is read from both processes' /proc/PID/fd ([io_uring] or [eventpoll]).
@@ -25,6 +28,7 @@ OUT=$B/bench
 N=${UDP_N:-20000}
 [ "${QUICK:-0}" = 1 ] && N=${UDP_N:-5000}
 WIN=${UDP_WINDOW:-8}
+IDLE=${UDP_IDLE:-0}
 SS_OPTS="-k ev-iouring-bench -m chacha20-ietf-poly1305"
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -155,6 +159,7 @@ one () {
   be=$bs
   [ "$bs" = "$bt" ] || be="ss-server:$bs,ss-tunnel:$bt"
 
+  sleep "$IDLE"
   s0=$(oncpu_ns "${spid:-0}")
   t0=$(oncpu_ns "${tpid:-0}")
   out=$(timeout 90 python3 "$here/udp.py" client "$TPORT" "$N" "$WIN" 2>&1)
