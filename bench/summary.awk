@@ -201,7 +201,7 @@ END {
     print ""
   }
 
-  if (!nk && !nsrv) exit
+  if (!nk && !nsrv ["srv"] && !nsrv ["udp"]) exit
 
   print "Targets met: " pass ", missed: " miss "."
   print ""
