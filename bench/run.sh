@@ -19,9 +19,13 @@
 # user and, when root, again as nobody:nogroup under Debian's 8 MiB
 # RLIMIT_MEMLOCK (setpriv, prlimit): root is not charged for rings.
 #
+# Two real programs on the same three libevs (through LD_LIBRARY_PATH and
+# LIBEV_FLAGS): nghttpd served to h2load (bench/server.sh) and
+# shadowsocks-libev's UDP relay (bench/udp.sh); their CPU per request.
+#
 # Environment: QUICK=1 (subset, R=1, under a minute), R=repetitions (5),
-# NOSTRACE=1, NOSERVER=1 (skip nghttpd/h2load), BENCH_ONLY=regex on the
-# workload name (e.g. 'chain|churn').
+# NOSTRACE=1, NOSERVER=1 (skip nghttpd/h2load and the UDP relay),
+# BENCH_ONLY=regex on the workload name (e.g. 'chain|churn').
 
 set -u
 
@@ -47,6 +51,7 @@ TSV=$OUT/results.tsv
 SYS=$OUT/syscalls.tsv
 SRV=$OUT/server.tsv
 MEM=$OUT/memory.tsv
+UDP=$OUT/udp.tsv
 MD=$OUT/results.md
 LOG=$OUT/run.log
 
@@ -54,6 +59,7 @@ printf 'variant\trep\tstatus\tworkload\tparams\tbackend\trounds\tloops\twall_s\t
 printf 'variant\tworkload\tparams\tsys_per_loop\tall_per_loop\ttop_syscalls\n' >"$SYS"
 printf 'variant\trep\tstatus\treq_per_s\tlibev_backend\tcpu_us_per_req\n' >"$SRV"
 printf 'variant\tuser\tstatus\tworkload\tparams\tbackend\tring_bytes\tring_rss_bytes\tmemlock_bytes\tslab_bytes\tuid\n' >"$MEM"
+printf 'variant\trep\tstatus\tdgram_per_s\tlibev_backend\tcpu_us_per_dgram\tss_server_us\tss_tunnel_us\tretransmits\n' >"$UDP"
 : >"$LOG"
 
 now () { date +%s.%N; }
@@ -272,6 +278,8 @@ fi
 # a real server: nghttpd --no-tls and h2load, both libev programs
 if [ "$NOSERVER" != 1 ]; then
   sh "$here/server.sh" "$B" "$R" >>"$SRV" 2>>"$LOG" || echo "run.sh: server benchmark skipped or failed (see $LOG)" >&2
+  # a UDP program: ss-tunnel -u and ss-server -u relaying to an echo origin
+  sh "$here/udp.sh" "$B" "$R" >>"$UDP" 2>>"$LOG" || echo "run.sh: UDP relay benchmark skipped or failed (see $LOG)" >&2
 fi
 
 T1=$(now)
@@ -286,8 +294,8 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "- repetitions: R=$R, QUICK=$QUICK, medians; total time $(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.0f", b - a }') s"
   echo "- ours: $OURS -b 128; epoll: $OURS -b 4; orig: $ORIG -b 128 (libev 4.33 as released)"
   echo
-  awk -f "$here/summary.awk" "$TSV" "$SYS" "$SRV" "$MEM"
+  awk -f "$here/summary.awk" "$TSV" "$SYS" "$SRV" "$MEM" "$UDP"
 } >"$MD"
 
 rm -rf "$OUT/tmp"
-echo "run.sh: wrote $MD $TSV $SYS $SRV $MEM" >&2
+echo "run.sh: wrote $MD $TSV $SYS $SRV $MEM $UDP" >&2

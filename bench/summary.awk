@@ -1,4 +1,4 @@
-# bench/summary.awk - results.tsv syscalls.tsv server.tsv memory.tsv -> markdown tables
+# bench/summary.awk - results.tsv syscalls.tsv server.tsv memory.tsv udp.tsv -> markdown tables
 #
 # Medians over the repetitions; ratios are ours / epoll and orig / epoll
 # (below 1.00 is faster than epoll). "spread" is the largest
@@ -48,7 +48,7 @@ function target (wl) {
 }
 
 FNR == 1 {
-  kind = ($7 == "ring_bytes") ? "mem" : ($4 == "workload") ? "run" : ($2 == "workload") ? "sys" : "srv"
+  kind = ($7 == "ring_bytes") ? "mem" : ($4 == "workload") ? "run" : ($2 == "workload") ? "sys" : ($4 == "dgram_per_s") ? "udp" : "srv"
   next
 }
 
@@ -80,10 +80,11 @@ kind == "sys" {
   next
 }
 
-kind == "srv" {
-  if ($3 == "ok") { rps [$1] = rps [$1] " " $4; be [$1] = $5; spr [$1] = spr [$1] " " $6 }
-  else if (!($1 in sbad)) sbad [$1] = $3
-  nsrv++
+# server.tsv and udp.tsv: variant rep status rate backend cpu_us_per_request
+kind == "srv" || kind == "udp" {
+  if ($3 == "ok") { rps [kind, $1] = rps [kind, $1] " " $4; be [kind, $1] = $5; spr [kind, $1] = spr [kind, $1] " " $6 }
+  else if (!((kind, $1) in sbad)) sbad [kind, $1] = $3
+  nsrv [kind]++
   next
 }
 
@@ -91,6 +92,30 @@ function cell (key, v, what,    m) {
   m = median (what == "w" ? wall [key, v] : cpu [key, v])
   if (m == "") return ((key, v) in bad) ? bad [key, v] : "-"
   return fmt (m, m < 10 ? "%.3f" : "%.1f")
+}
+
+# the table of a real program (k: srv or udp), ours/epoll on CPU <= 1.00
+function server_table (k, head, what, rate,    e, v, m, rr, verdict, mr) {
+  print "### " head
+  print ""
+  print "| variant | libev backend seen | " what " (median) | ratio to epoll | spread | " rate " (median) | target |"
+  print "|---|---|--:|--:|--:|--:|---|"
+  e = median (spr [k, "epoll"])
+  for (v = 1; v <= nv; ++v) {
+    m = median (spr [k, V [v]])
+    rr = ratio (m, e)
+    verdict = "-"
+    if (V [v] == "ours" && rr != "") {
+      verdict = (rr <= 1.0 ? "ok" : "MISS") " (cpu <= 1.00)"
+      if (rr <= 1.0) pass++; else miss++
+    }
+    mr = median (rps [k, V [v]])
+    printf "| %s | %s | %s | %s | %s | %s | %s |\n", V [v], (be [k, V [v]] == "" ? "-" : be [k, V [v]]),
+      (m == "" ? (((k, V [v]) in sbad) ? sbad [k, V [v]] : "-") : sprintf ("%.2f", m)),
+      fmt (rr, "%.2f"), fmt (spread (spr [k, V [v]]) * 100, "%.0f%%"),
+      (mr == "" ? "-" : sprintf ("%.0f", mr)), verdict
+  }
+  print ""
 }
 
 END {
@@ -150,27 +175,12 @@ END {
     print ""
   }
 
-  if (nsrv) {
-    print "### nghttpd --no-tls + h2load: server CPU per request (lower is better), req/s"
-    print ""
-    print "| variant | libev backend seen | server CPU µs/request (median) | ratio to epoll | spread | req/s (median) | target |"
-    print "|---|---|--:|--:|--:|--:|---|"
-    e = median (spr ["epoll"])
-    for (v = 1; v <= nv; ++v) {
-      m = median (spr [V [v]])
-      rr = ratio (m, e)
-      verdict = "-"
-      if (V [v] == "ours" && rr != "") {
-        verdict = (rr <= 1.0 ? "ok" : "MISS") " (cpu <= 1.00)"
-        if (rr <= 1.0) pass++; else miss++
-      }
-      printf "| %s | %s | %s | %s | %s | %s | %s |\n", V [v], (be [V [v]] == "" ? "-" : be [V [v]]),
-        (m == "" ? ((V [v] in sbad) ? sbad [V [v]] : "-") : sprintf ("%.2f", m)),
-        fmt (rr, "%.2f"), fmt (spread (spr [V [v]]) * 100, "%.0f%%"),
-        (median (rps [V [v]]) == "" ? "-" : sprintf ("%.0f", median (rps [V [v]]))), verdict
-    }
-    print ""
-  }
+  if (nsrv ["srv"])
+    server_table ("srv", "nghttpd --no-tls + h2load: server CPU per request (lower is better), req/s",
+      "server CPU µs/request", "req/s")
+  if (nsrv ["udp"])
+    server_table ("udp", "ss-tunnel -u -> ss-server -u -> echo, UDP relay: CPU of both per datagram round trip (lower is better)",
+      "ss-server + ss-tunnel CPU µs/datagram", "datagrams/s")
 
   if (nm) {
     mother = ("nobody" in muser) ? "nobody" : ""
@@ -191,7 +201,7 @@ END {
     print ""
   }
 
-  if (!nk && !nsrv) exit
+  if (!nk && !nsrv ["srv"] && !nsrv ["udp"]) exit
 
   print "Targets met: " pass ", missed: " miss "."
   print ""

@@ -39,6 +39,7 @@ package ()
     busybox)     echo busybox-static ;;
     nghttpd)     echo nghttp2-server ;;
     h2load)      echo nghttp2-client ;;
+    ss-server|ss-tunnel) echo shadowsocks-libev ;;
     dpkg-deb)    echo dpkg ;;
     *)           echo "$1" ;;
   esac
