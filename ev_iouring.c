@@ -89,10 +89,13 @@
  *    6.1.176, 6.12.117, 6.18.44 and 7.2.13). 6.18 returns the charge only
  *    when its ring cleanup work has run, 20 to 60 ms after close. so rings start
  *    small (16 sqes, 64 cqes: two or three pages) and grow by doubling
- *    when the loop has more polls armed than the cq holds, or more
- *    changes per iteration than the sq holds; ENOMEM at setup is retried
- *    smaller, then after short sleeps (a quarter second in all), before
- *    libev is told to try epoll.
+ *    when the loop wants more polls armed than the cq holds (until then
+ *    the polls beyond it wait for the new ring: arming them on the old one
+ *    would cost a removal each, and a small ring's poll hash has two
+ *    buckets); a burst of changes larger than the sq is just flushed, it
+ *    is no reason to grow (re-arming every fd, or a sweep, is one).
+ *    ENOMEM at setup is retried smaller, then after short sleeps (a
+ *    quarter second in all), before libev is told to try epoll.
  * k) a thread blocked in io_uring_enter with requests pending counts as
  *    iowait (~6.5 onwards): IORING_ENTER_NO_IOWAIT (6.15) says it should not.
  * l) two tiers. a poll that stays armed and idle for a sweep period (0.4 s
@@ -493,9 +496,6 @@ iouring_sq_flush (EV_P)
 {
   int tries;
 
-  /* more changes in one iteration than the sq holds: a bigger ring next time */
-  iouring_want_grow (EV_A);
-
   for (tries = 0; !iouring_refused; ++tries)
     {
       if (iouring_enter_nowait (EV_A) < 0)
@@ -624,6 +624,19 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
   if (!nev)
     {
       anfds [fd].eflags = 0;
+      return;
+    }
+
+  /*
+   * the cq is full of armed polls: a bigger ring comes at the start of the
+   * next poll, and arms every fd anew. polls armed on this one would only
+   * have to be removed again, one
+   * POLL_REMOVE each, and a small ring's poll hash has 2 buckets (cq
+   * entries / 32, 6.18): 0.5 s of cpu to remove 9900 polls (note j).
+   */
+  if (ecb_expect_false (iouring_armed > (int)iouring_cq_mask && !(iouring_state & EV_IOURING_NOGROW)))
+    {
+      iouring_want_grow (EV_A);
       return;
     }
 
@@ -1100,8 +1113,14 @@ inline_size unsigned int
 iouring_entries_grown (EV_P)
 {
   unsigned int entries = iouring_entries * 2;
+  unsigned int want = 0;
+  int fd;
 
-  while (entries < EV_IOURING_SQ_MAX && entries * EV_IOURING_CQ_FACTOR < (unsigned int)iouring_armed * 2)
+  /* the fds that want a ring poll: armed, or waiting for this ring (iouring_modify) */
+  for (fd = 0; fd < anfdmax; ++fd)
+    want += anfds [fd].events && !(anfds [fd].eflags & EV_IOURING_EPOLLED);
+
+  while (entries < EV_IOURING_SQ_MAX && entries * EV_IOURING_CQ_FACTOR < want * 2)
     entries *= 2;
 
   return entries < EV_IOURING_SQ_MAX ? entries : EV_IOURING_SQ_MAX;
@@ -1128,8 +1147,20 @@ iouring_grow (EV_P)
 
   if (fd < 0)
     {
+      int i;
+
       iouring_entries = entries;
       iouring_state  |= EV_IOURING_NOGROW;
+
+      /* the fds that waited for a bigger ring go on this one (fd_rearm_all
+         would forget what is armed here, and arm it twice) */
+      for (i = 0; i < anfdmax; ++i)
+        if (anfds [i].events && !anfds [i].emask && !(anfds [i].eflags & EV_IOURING_EPOLLED))
+          {
+            anfds [i].events = 0;
+            fd_change (EV_A_ i, EV_ANFD_REIFY);
+          }
+
       return 1;
     }
 

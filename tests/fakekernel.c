@@ -48,6 +48,7 @@ unsigned int  ev_iouring_test_cq_entries;
 
 unsigned long ev_iouring_test_rings;
 unsigned long ev_iouring_test_enters;
+unsigned long ev_iouring_test_submitted;
 unsigned long ev_iouring_test_hidden_used;
 
 /*
@@ -125,6 +126,7 @@ fake_enter (long fd, long to_submit, long min_complete, long flags, long arg, lo
   int err;
 
   __atomic_add_fetch (&ev_iouring_test_enters, 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch (&ev_iouring_test_submitted, (unsigned long)to_submit, __ATOMIC_RELAXED);
 
   err = __atomic_exchange_n (&ev_iouring_test_enter_errno, 0, __ATOMIC_RELAXED);
   if (err)

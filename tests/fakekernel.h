@@ -31,6 +31,7 @@ extern unsigned int  ev_iouring_test_cq_entries;
 /* outputs: counters, never reset */
 extern unsigned long ev_iouring_test_rings;       /* rings handed out (successful setups) */
 extern unsigned long ev_iouring_test_enters;      /* io_uring_enter calls */
+extern unsigned long ev_iouring_test_submitted;   /* sqes those calls handed over */
 extern unsigned long ev_iouring_test_hidden_used; /* enters that used a hidden feature (EINVAL) */
 
 #ifdef __cplusplus

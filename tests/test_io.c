@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -369,10 +370,109 @@ test_io_many_fds (void **state)
     }
 }
 
+/* the polls armed on this process's rings (fdinfo's PollList) */
+static int
+kernel_polls (void)
+{
+  char path [64], link [64], line [256];
+  int fd, n = 0;
+
+  for (fd = 0; fd < 1024; ++fd)
+    {
+      ssize_t len;
+      FILE *f;
+      int in_list = 0;
+
+      snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
+      len = readlink (path, link, sizeof link - 1);
+      if (len <= 0)
+        continue;
+      link [len] = 0;
+      if (!strstr (link, "io_uring") || (snprintf (path, sizeof path, "/proc/self/fdinfo/%d", fd), !(f = fopen (path, "r"))))
+        continue;
+      while (fgets (line, sizeof line, f))
+        if (!strncmp (line, "PollList:", 9))
+          in_list = 1;
+        else if (in_list && strstr (line, "op="))
+          ++n;
+      fclose (f);
+    }
+
+  return n;
+}
+
+#define FIRST_RUN_FDS 2000
+
+static void
+nop_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  (void)loop;
+  (void)w;
+  (void)revents;
+}
+
+/* FIRST_RUN_FDS watchers started before the first iteration, more than the
+   first ring holds: the ring grows once, and each fd is armed once, on the
+   grown ring (a poll armed on the small ring would have to be removed
+   again, one hash walk each: 0.5 s for 9900 fds); the kernel then holds
+   exactly one poll per fd, and every watcher works */
+static void
+test_io_many_first_run (void **state)
+{
+  struct test_ctx *ctx = *state;
+  static ev_io w [FIRST_RUN_FDS];
+  static int p [FIRST_RUN_FDS][2];
+  struct test_io r;
+  unsigned long before, sqes;
+  int i, q [2], polls;
+
+  if (!test_fd_room (2 * FIRST_RUN_FDS + 16))
+    return;
+
+  for (i = 0; i < FIRST_RUN_FDS; ++i)
+    {
+      assert_int_equal (pipe2 (p [i], O_NONBLOCK | O_CLOEXEC), 0);
+      ev_io_init (&w [i], nop_cb, p [i][0], EV_READ);
+      ev_io_start (ctx->loop, &w [i]);
+    }
+
+  test_pipe (ctx, q);
+  test_io_start (ctx->loop, &r, q [0], EV_READ);
+  r.drain = 1;
+
+  before = ev_iouring_test_submitted;
+  test_run_nowait (ctx->loop, 2);
+  sqes  = ev_iouring_test_submitted - before;
+  polls = kernel_polls ();
+
+  test_put (q [1]);
+  test_run_until (ctx->loop, &r.calls, 10);
+
+  for (i = 0; i < FIRST_RUN_FDS; ++i)
+    {
+      ev_io_stop (ctx->loop, &w [i]);
+      close (p [i][0]);
+      close (p [i][1]);
+    }
+  ev_io_stop (ctx->loop, &r.w);
+
+  assert_int_equal (r.calls, 1);
+
+  if (TEST_IS_IOURING (ctx))
+    {
+      print_message ("%d fds: %lu sqes in the first iterations, %d polls in the kernel\n",
+                     FIRST_RUN_FDS + 1, sqes, polls);
+      /* the first ring's polls (its cq holds 64), their removals, the rest once */
+      assert_true (sqes <= FIRST_RUN_FDS + 1 + 2 * 128);
+      assert_int_equal (polls, FIRST_RUN_FDS + 1);
+    }
+}
+
 static const struct CMUnitTest tests [] = {
   TEST_ALL (test_io_err_wakes_writer),
   TEST_ALL (test_io_hup_wakes_both),
   TEST_ALL (test_io_many_fds),
+  TEST_ALL (test_io_many_first_run),
   TEST_ALL (test_io_pipe_full),
   TEST_ALL (test_io_pipe_idle),
   TEST_ALL (test_io_pipe_level_triggered),
