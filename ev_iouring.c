@@ -92,8 +92,8 @@
  *    when the loop wants more polls armed than the cq holds (until then
  *    the polls beyond it wait for the new ring: arming them on the old one
  *    would cost a removal each, and a small ring's poll hash has two
- *    buckets); a burst of changes larger than the sq is just flushed, it
- *    is no reason to grow (re-arming every fd, or a sweep, is one).
+ *    buckets), and when an iteration changes more fds than the sq holds
+ *    (a one-off burst, re-arming every fd or a sweep, is just flushed).
  *    ENOMEM at setup is retried smaller, then after short sleeps (a
  *    quarter second in all), before libev is told to try epoll.
  * k) a thread blocked in io_uring_enter with requests pending counts as
@@ -192,6 +192,7 @@
 #define EV_IOURING_EPOLL_STALE 32 /* the epoll set holds files that are not ours */
 #define EV_IOURING_VERBOSE     64 /* LIBEV_IOURING_VERBOSE */
 #define EV_IOURING_FD_REPLACED 128 /* a new file behind backend_fd, for ev_embed (note o) */
+#define EV_IOURING_ONE_OFF     256 /* a one-off burst of sqes (a sweep, a re-arm of all): a full sq is no reason to grow */
 
 #define EV_SQES ((struct ev_io_uring_sqe *)iouring_sqes)
 #define EV_CQES ((struct ev_io_uring_cqe *)iouring_cqes)
@@ -496,6 +497,10 @@ iouring_sq_flush (EV_P)
 {
   int tries;
 
+  /* more changes in one iteration than the sq holds: a bigger ring next time */
+  if (!(iouring_state & EV_IOURING_ONE_OFF))
+    iouring_want_grow (EV_A);
+
   for (tries = 0; !iouring_refused; ++tries)
     {
       if (iouring_enter_nowait (EV_A) < 0)
@@ -663,6 +668,7 @@ iouring_sweep (EV_P)
   int fd;
 
   iouring_sweep_at = mn_now + EV_IOURING_SWEEP;
+  iouring_state   |= EV_IOURING_ONE_OFF;
 
   for (fd = 0; fd < anfdmax && iouring_armed; ++fd)
     if (anfds [fd].emask)
@@ -676,6 +682,8 @@ iouring_sweep (EV_P)
             iouring_epoll_add (EV_A_ fd);
           }
       }
+
+  iouring_state &= ~EV_IOURING_ONE_OFF;
 }
 
 /* the polls of our own files, the epoll set and the timerfd (notes d and l) */
@@ -1239,7 +1247,10 @@ ecb_noinline ecb_cold static int
 iouring_poll_repair (EV_P)
 {
   iouring_repair (EV_A);
+
+  iouring_state |= EV_IOURING_ONE_OFF;
   fd_reify (EV_A);
+  iouring_state &= ~EV_IOURING_ONE_OFF;
 
   if (backend == EVBACKEND_IOURING)
     return 0;
