@@ -455,7 +455,68 @@ test_modify_reuse_twice (void **state)
   ev_io_stop (ctx->loop, &t.w);
 }
 
+/* write churn: WCHURN write watchers on socketpairs started every
+   iteration, each stopped in its callback.  once the ring has grown to the
+   changes an iteration makes, every iteration is one io_uring_enter (the
+   sq holds all its sqes); a full sq grows the ring, a one-off burst does
+   not (io_uring only: epoll has no ring) */
+#define WCHURN 100
+
+static void
+wchurn_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  (void)revents;
+  ev_io_stop (loop, w);
+  ++*(int *)w->data;
+}
+
+static void
+test_modify_write_churn_enters (void **state)
+{
+  struct test_ctx *ctx = *state;
+  ev_io w [WCHURN];
+  int s [WCHURN][2], i, k, calls = 0;
+  unsigned long before = 0;
+
+  if (!test_fd_room (2 * WCHURN + 16))
+    return;
+
+  for (i = 0; i < WCHURN; ++i)
+    {
+      assert_int_equal (socketpair (AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, s [i]), 0);
+      ev_io_init (&w [i], wchurn_cb, s [i][0], EV_WRITE);
+      w [i].data = &calls;
+    }
+
+  for (k = 0; k < 30; ++k)
+    {
+      if (k == 20)
+        before = ev_iouring_test_enters;
+
+      for (i = 0; i < WCHURN; ++i)
+        ev_io_start (ctx->loop, &w [i]);
+
+      ev_run (ctx->loop, EVRUN_NOWAIT);
+    }
+
+  before = ev_iouring_test_enters - before;
+
+  for (i = 0; i < WCHURN; ++i)
+    {
+      ev_io_stop (ctx->loop, &w [i]);
+      close (s [i][0]);
+      close (s [i][1]);
+    }
+
+  /* one iteration arms them, the next one reports them */
+  assert_true (calls >= 28 * WCHURN);
+  print_message ("%lu io_uring_enter in the last 10 iterations\n", before);
+  assert_true (before <= 10);
+}
+
 static const struct CMUnitTest tests [] = {
+  TEST_ON (test_modify_write_churn_enters, iouring),
+  TEST_ON (test_modify_write_churn_enters, noextarg),
   TEST_ALL (test_modify_close_without_stop),
   TEST_ON (test_modify_closed_fd_error, iouring),
   TEST_PATHS (test_modify_closed_fd_error),
