@@ -111,9 +111,12 @@
  *    keeps the file alive, EPOLL_CTL_DEL fails with EBADF and the item
  *    stays; its events then carry a stale generation, and the set is
  *    built anew from our fds. an fd whose watchers change goes back to
- *    the ring, and so does an fd that fires: a busy fd in the set would
- *    cost an epoll_wait per wakeup (a server socket idle at start-up),
- *    one on the ring nothing, and the move is one epoll_ctl. re-arming a poll after its event is by fd number: when
+ *    the ring, and so does an fd that fires alone: a busy fd in the set
+ *    would cost an epoll_wait per wakeup (a server socket idle at
+ *    start-up), one on the ring nothing, and the move is one epoll_ctl.
+ *    fds the set reports together share their epoll_wait, and stay: many
+ *    connections, each idle between requests, would otherwise pay two
+ *    epoll_ctl per request. re-arming a poll after its event is by fd number: when
  *    the callback closed the fd without ev_io_stop, the new poll fails
  *    with -EBADF and is forgotten quietly, as epoll forgets the fd. when
  *    the number was reused meanwhile, by a file no watcher is for, the
@@ -324,11 +327,14 @@ iouring_epoll_reap (EV_P)
         {
           fd_event (EV_A_ fd, iouring_poll_to_ev ((int)events [i].events));
 
-          /* busy again: back to the ring, where an event costs no epoll_wait (note l) */
-          iouring_epoll_del (EV_A_ fd);
-          anfds [fd].events  = 0;
-          anfds [fd].eflags |= EV_IOURING_REARM;
-          fd_change (EV_A_ fd, EV_ANFD_REIFY);
+          /* the only one the set reports: back to the ring, where its events cost no epoll_wait (note l) */
+          if (n == 1)
+            {
+              iouring_epoll_del (EV_A_ fd);
+              anfds [fd].events  = 0;
+              anfds [fd].eflags |= EV_IOURING_REARM;
+              fd_change (EV_A_ fd, EV_ANFD_REIFY);
+            }
         }
       else
         iouring_state |= EV_IOURING_EPOLL_STALE; /* a file we no longer own */

@@ -13,7 +13,8 @@
  * - many idle watchers, then all of them ready: each called once a round;
  * - a child that calls ev_loop_fork gets the events of idle watchers,
  *   and the parent still gets its own;
- * - a watcher in the epoll set that becomes busy goes back to the ring.
+ * - a watcher in the epoll set that becomes busy alone goes back to the
+ *   ring; watchers that fire together stay.
  *
  * every test waits IDLE seconds first, in blocking iterations with no
  * other activity, so the tier is reached on io_uring; on epoll the same
@@ -370,10 +371,52 @@ test_tier_busy_back (void **state)
   ev_io_stop (ctx->loop, &r.w);
 }
 
+/* watchers in the epoll set that fire together share the epoll_wait
+   that reports them, and stay in the set (moving back would cost two
+   epoll_ctl per event for connections idle between requests); their
+   events arrive as before.  io_uring only, as above */
+#define TOGETHER 8
+
+static void
+test_tier_together_stay (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io r [TOGETHER];
+  int p [TOGETHER][2], i, round;
+
+  for (i = 0; i < TOGETHER; ++i)
+    {
+      test_pipe (ctx, p [i]);
+      test_io_start (ctx->loop, &r [i], p [i][0], EV_READ);
+      r [i].drain = 1;
+    }
+  idle_wait (ctx->loop);
+
+  for (round = 1; round <= 3; ++round)
+    {
+      for (i = 0; i < TOGETHER; ++i)
+        test_put (p [i][1]);
+
+      for (i = 0; i < TOGETHER; ++i)
+        assert_true (run_until_more (ctx->loop, &r [i].calls, round - 1));
+
+      for (i = 0; i < TOGETHER; ++i)
+        {
+          assert_int_equal (r [i].calls, round);
+          assert_true (epoll_has (p [i][0]));
+        }
+    }
+
+  for (i = 0; i < TOGETHER; ++i)
+    ev_io_stop (ctx->loop, &r [i].w);
+}
+
 static const struct CMUnitTest tests [] = {
   TEST_ON (test_tier_busy_back, iouring),
   TEST_ON (test_tier_busy_back, noextarg),
   TEST_BOTH (test_tier_fork),
+  TEST_ON (test_tier_together_stay, iouring),
+  TEST_ON (test_tier_together_stay, noextarg),
   TEST_BOTH (test_tier_many),
   TEST_ON (test_tier_many, noextarg),
   TEST_BOTH (test_tier_modify),
