@@ -295,7 +295,7 @@ iouring_poll_to_ev (int res)
 /*****************************************************************************/
 /* the epoll set of idle fds (note l), polled on the ring like any fd */
 
-/* the fd's watchers changed, or it fired: it goes back to the ring */
+/* the fd's watchers changed, or it fired alone: it goes back to the ring */
 ecb_cold static void
 iouring_epoll_del (EV_P_ int fd)
 {
@@ -641,9 +641,8 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
   /*
    * the cq is full of armed polls: a bigger ring comes at the start of the
    * next poll, and arms every fd anew. polls armed on this one would only
-   * have to be removed again, one
-   * POLL_REMOVE each, and a small ring's poll hash has 2 buckets (cq
-   * entries / 32, 6.18): 0.5 s of cpu to remove 9900 polls (note j).
+   * have to be removed again, one POLL_REMOVE each, and a small ring's poll
+   * hash has 2 buckets (cq entries / 32, 6.18): 0.5 s of cpu for 9900 (note j).
    */
   if (ecb_expect_false (iouring_armed > (int)iouring_cq_mask && !(iouring_state & EV_IOURING_NOGROW)))
     {
