@@ -180,6 +180,9 @@ int test_fd_count (void);
    loop's ring */
 int test_ring_mappings (void);
 
+/* polls armed on this process's rings (their fdinfo's PollList) */
+int test_ring_polls (void);
+
 void test_nonblock (int fd);
 
 /* non-blocking, close-on-exec pair; closed by teardown_loop */

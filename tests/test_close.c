@@ -136,12 +136,13 @@ nothing_cb (struct ev_loop *loop, ev_timer *w, int revents)
   (void)revents;
 }
 
-/* a child that holds what it inherited (but drop, if >= 0) and waits
-   until ctl is closed */
+/* a child that holds what it inherited (but the ndrop fds of drop) and
+   waits until ctl is closed */
 static pid_t
-holder_fork (int ctl [2], int drop)
+holder_fork (int ctl [2], const int *drop, int ndrop)
 {
   pid_t pid;
+  int i;
 
   assert_int_equal (pipe2 (ctl, O_CLOEXEC), 0);
   fflush (stdout);
@@ -155,8 +156,8 @@ holder_fork (int ctl [2], int drop)
 
       alarm (TEST_WATCHDOG);
       close (ctl [1]);
-      if (drop >= 0)
-        close (drop);
+      for (i = 0; i < ndrop; ++i)
+        close (drop [i]);
       while (read (ctl [0], &c, 1) < 0 && errno == EINTR)
         ;
       _exit (0);
@@ -217,7 +218,7 @@ write_hup_spin (struct test_ctx *ctx, int by_child)
   assert_int_equal (w.calls, 0);
 
   if (by_child)
-    pid = holder_fork (ctl, s [1]); /* the peer is ours alone */
+    pid = holder_fork (ctl, &s [1], 1); /* the peer is ours alone */
   else
     {
       held = dup (s [0]);
@@ -356,7 +357,7 @@ destroy_child_holds (struct test_ctx *ctx, int n)
   pid_t pid;
   double t0, took;
 
-  pid = holder_fork (ctl, -1);
+  pid = holder_fork (ctl, 0, 0);
 
   for (i = 0; i < n; ++i)
     {
@@ -425,27 +426,7 @@ test_close_grown_child_holds (void **state)
   test_run_nowait (ctx->loop, 2);
 
   /* the child holds the small ring, and none of the sockets */
-  fflush (stdout);
-  fflush (stderr);
-  assert_int_equal (pipe2 (ctl, O_CLOEXEC), 0);
-  pid = fork ();
-  assert_true (pid >= 0);
-  if (!pid)
-    {
-      char c;
-
-      alarm (TEST_WATCHDOG);
-      close (ctl [1]);
-      for (i = 0; i < MANY_SOCKETS; ++i)
-        {
-          close (s [i][0]);
-          close (s [i][1]);
-        }
-      while (read (ctl [0], &c, 1) < 0 && errno == EINTR)
-        ;
-      _exit (0);
-    }
-  close (ctl [0]);
+  pid = holder_fork (ctl, &s [0][0], 2 * MANY_SOCKETS);
 
   for (i = 4; i < MANY_SOCKETS; ++i)
     test_io_start (ctx->loop, &w [i], s [i][0], EV_READ);

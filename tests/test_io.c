@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -370,37 +369,6 @@ test_io_many_fds (void **state)
     }
 }
 
-/* the polls armed on this process's rings (fdinfo's PollList) */
-static int
-kernel_polls (void)
-{
-  char path [64], link [64], line [256];
-  int fd, n = 0;
-
-  for (fd = 0; fd < 1024; ++fd)
-    {
-      ssize_t len;
-      FILE *f;
-      int in_list = 0;
-
-      snprintf (path, sizeof path, "/proc/self/fd/%d", fd);
-      len = readlink (path, link, sizeof link - 1);
-      if (len <= 0)
-        continue;
-      link [len] = 0;
-      if (!strstr (link, "io_uring") || (snprintf (path, sizeof path, "/proc/self/fdinfo/%d", fd), !(f = fopen (path, "r"))))
-        continue;
-      while (fgets (line, sizeof line, f))
-        if (!strncmp (line, "PollList:", 9))
-          in_list = 1;
-        else if (in_list && strstr (line, "op="))
-          ++n;
-      fclose (f);
-    }
-
-  return n;
-}
-
 #define FIRST_RUN_FDS 2000
 
 static void
@@ -443,7 +411,7 @@ test_io_many_first_run (void **state)
   before = ev_iouring_test_submitted;
   test_run_nowait (ctx->loop, 2);
   sqes  = ev_iouring_test_submitted - before;
-  polls = kernel_polls ();
+  polls = test_ring_polls ();
 
   test_put (q [1]);
   test_run_until (ctx->loop, &r.calls, 10);
