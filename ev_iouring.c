@@ -53,8 +53,9 @@
  *    submits removals before it returns and destroy removes every poll
  *    before it closes the ring (note m).
  * c) POLL_REMOVE matches on user_data (sqe->addr), never on the fd (6.18),
- *    so user_data carries the fd in its low and anfds [fd].egen in its
- *    high 32 bits; each removal bumps egen, stale cqes are dropped.
+ *    so user_data carries the fd in its low 32 bits and anfds [fd].egen
+ *    in the next 30 (the top two mark requests on the id set of note r);
+ *    each removal bumps egen, stale cqes are dropped.
  * d) io_uring_enter takes a timeout only with IORING_ENTER_EXT_ARG (5.11),
  *    which answers -ETIME when it expires. older kernels wait for a
  *    timerfd that we poll on the ring, as libev 4.33 did; without a
@@ -116,14 +117,7 @@
  *    start-up), one on the ring nothing, and the move is one epoll_ctl.
  *    fds the set reports together share their epoll_wait, and stay: many
  *    connections, each idle between requests, would otherwise pay two
- *    epoll_ctl per request. re-arming a poll after its event is by fd number: when
- *    the callback closed the fd without ev_io_stop, the new poll fails
- *    with -EBADF and is forgotten quietly, as epoll forgets the fd. when
- *    the number was reused meanwhile, by a file no watcher is for, the
- *    re-arm (or a sweep's epoll_ctl) finds that file, where epoll's item
- *    went with the closed one: only an epoll item is keyed by the file
- *    without holding it, and asking which file an fd is costs a syscall
- *    per event (a known difference, see the README).
+ *    epoll_ctl per request. a move to the set is checked first (note r).
  * m) ev_io_stop only queues the change: 4.33's ev_run returns (ev_break,
  *    EVRUN_ONCE) without submitting it, so a removal that releases a file
  *    is submitted by iouring_run_exit, which our ev.c patch calls when
@@ -157,6 +151,29 @@
  * q) io_uring_enter is not a cancellation point, epoll_wait is: a blocking
  *    wait enables asynchronous cancellation, as libc does for its own
  *    blocking syscalls, so pthread_cancel ends a thread idle in ev_run.
+ * r) a poll is armed by fd number, and after its event it must be armed
+ *    again: a callback may have closed the fd without ev_io_stop, and the
+ *    number may be another file by then (a pipe, an accepted socket), for
+ *    which epoll would never call the dead watcher: its item was keyed by
+ *    the closed file. so every fd, when fd_reify arms it, also gets an
+ *    item in a second epoll set that is never waited on (the id set), and
+ *    every re-arm is an EPOLL_CTL_MOD on that item, linked before the
+ *    POLL_ADD (both on the ring, 5.6, no syscall): when the number is
+ *    closed (-EBADF) or is another file (-ENOENT, epoll looks items up by
+ *    file and number), the POLL_ADD is cancelled and the fd forgotten, as
+ *    epoll forgets it. moves to the epoll set of note l, and a new ring or
+ *    the switch to epoll, check the same item, with a syscall. the
+ *    EPOLL_CTL_ADD is hard-linked before its POLL_ADD: an ADD of an epoll
+ *    fd may be punted to a kernel thread (epnested_mutex), and must be
+ *    done before any re-arm checks it. files epoll refuses (EPERM:
+ *    regular files, which are always ready) are re-armed unchecked, as
+ *    are all fds when the kernel has no IORING_OP_EPOLL_CTL (< 5.6).
+ *    re-arms are our own list, not fd_reify's: so fd_reify only calls
+ *    iouring_modify when the watchers changed, as it calls epoll_modify,
+ *    and a watcher started anew on a reused number is armed for the new
+ *    file (both watchers are then called, as with epoll). the cost: an
+ *    id item (about 150 bytes of kernel memory) per fd, one EPOLL_CTL per
+ *    arm and per re-arm; measured in docs/benchmarks.md.
  */
 
 #include "ev_iouring_abi.h"
@@ -181,10 +198,17 @@
 #define IOURING_UDATA_TIMERFD  ((((uint64_t)2) << 32) | IOURING_UDATA_FD_MASK)
 #define IOURING_UDATA_EPOLL    ((((uint64_t)3) << 32) | IOURING_UDATA_FD_MASK)
 
+/* the top bits of a user_data with an fd: an EPOLL_CTL on the id set (note r), and which */
+#define IOURING_UDATA_ID       (((uint64_t)1) << 63)
+#define IOURING_UDATA_ID_ADD   (((uint64_t)1) << 62)
+#define IOURING_UDATA_GEN_MASK 0x3fffffffU
+
 /* anfds [fd].eflags */
 #define EV_IOURING_EPOLLED 1 /* in the epoll set, not on the ring (note l) */
 #define EV_IOURING_FRESH   2 /* its poll was armed since the last sweep */
 #define EV_IOURING_REARM   4 /* its poll re-arms it after an event: -EBADF is the user's close */
+#define EV_IOURING_QUEUED  8 /* in iouring_rearms, armed again at the next poll (note r) */
+#define EV_IOURING_ID      16 /* its item in the id set was added (note r): re-arms are checked */
 
 /* iouring_state */
 #define EV_IOURING_TFD_POLLED  1  /* the timerfd's poll is armed */
@@ -293,6 +317,42 @@ iouring_poll_to_ev (int res)
 }
 
 /*****************************************************************************/
+/* the id set and the re-arm list (note r) */
+
+/* is fd still the file its watchers were started for? one syscall (note r) */
+ecb_cold static int
+iouring_id_same (EV_P_ int fd)
+{
+  struct epoll_event ev;
+
+  memset (&ev, 0, sizeof (ev));
+
+  if (iouring_idfd >= 0 && anfds [fd].eflags & EV_IOURING_ID)
+    return !epoll_ctl (iouring_idfd, EPOLL_CTL_MOD, fd, &ev) || (errno != ENOENT && errno != EBADF);
+
+  /* no item to ask: only a closed fd is known to be gone */
+  return fcntl (fd, F_GETFD) >= 0 || errno != EBADF;
+}
+
+/*
+ * fd's poll completed: armed again at the start of the next poll, if the
+ * fd is still wanted. fd_change does not arm it (fd_reify calls
+ * iouring_modify only when the watchers changed), but an fd to reify
+ * tells ev_embed to run this loop again, and us not to block.
+ */
+inline_speed void
+iouring_rearm_push (EV_P_ int fd)
+{
+  if (ecb_expect_true (!(anfds [fd].eflags & EV_IOURING_QUEUED)))
+    {
+      anfds [fd].eflags |= EV_IOURING_QUEUED;
+      array_needsize (int, iouring_rearms, iouring_rearmmax, iouring_rearmcnt + 1, array_needsize_noinit);
+      iouring_rearms [iouring_rearmcnt++] = fd;
+      fd_change (EV_A_ fd, EV_ANFD_REIFY);
+    }
+}
+
+/*****************************************************************************/
 /* the epoll set of idle fds (note l), polled on the ring like any fd */
 
 /* the fd's watchers changed, or it fired alone: it goes back to the ring */
@@ -331,9 +391,7 @@ iouring_epoll_reap (EV_P)
           if (n == 1)
             {
               iouring_epoll_del (EV_A_ fd);
-              anfds [fd].events  = 0;
-              anfds [fd].eflags |= EV_IOURING_REARM;
-              fd_change (EV_A_ fd, EV_ANFD_REIFY);
+              iouring_rearm_push (EV_A_ fd);
             }
         }
       else
@@ -346,6 +404,10 @@ ecb_cold static void
 iouring_epoll_add (EV_P_ int fd)
 {
   struct epoll_event ev;
+
+  /* closed, or another file: forgotten, as epoll forgets it (note r) */
+  if (!iouring_id_same (EV_A_ fd))
+    return;
 
   if (iouring_epfd < 0)
     iouring_epfd = epoll_create1 (EPOLL_CLOEXEC);
@@ -394,13 +456,48 @@ iouring_cqe_error (EV_P_ int fd, int res)
 {
   /* -ECANCELED: the submitting task exited (note i): re-arm */
   if (res == -ECANCELED)
-    {
-      anfds [fd].events = 0;
-      fd_change (EV_A_ fd, EV_ANFD_REIFY);
-    }
-  /* a re-arm of an fd that its callback closed: forget it, as epoll does (note l) */
+    iouring_rearm_push (EV_A_ fd);
+  /* an unchecked re-arm (note r) of an fd that its callback closed: forget it, as epoll does */
   else if (res != -EBADF || !(anfds [fd].eflags & EV_IOURING_REARM))
     fd_kill (EV_A_ fd);
+}
+
+/*
+ * an EPOLL_CTL on the id set (note r): an add, done (EEXIST: the item is
+ * there already, for this file) or refused (EPERM: a regular file), or a
+ * check that failed (or worked, before 5.17: no CQE_SKIP_SUCCESS), which
+ * says the fd is closed or another file.
+ */
+ecb_cold static void
+iouring_cqe_id (EV_P_ int fd, uint64_t ud, int res)
+{
+  if (ud & IOURING_UDATA_ID_ADD)
+    {
+      if (res >= 0 || res == -EEXIST)
+        anfds [fd].eflags |= EV_IOURING_ID;
+
+      return;
+    }
+
+  if (res >= 0)
+    return;
+
+  /* the linked POLL_ADD is cancelled: the fd has no poll now */
+  if (anfds [fd].emask)
+    {
+      anfds [fd].emask = 0;
+      --iouring_armed;
+    }
+
+  /* its -ECANCELED cqe (before 5.17) is stale now */
+  ++anfds [fd].egen;
+
+  /* anything but closed or another file: the check itself failed, re-arm unchecked */
+  if (res != -EBADF && res != -ENOENT)
+    {
+      anfds [fd].eflags &= ~EV_IOURING_ID;
+      iouring_rearm_push (EV_A_ fd);
+    }
 }
 
 inline_speed void
@@ -419,8 +516,14 @@ iouring_cqe_process (EV_P_ const struct ev_io_uring_cqe *cqe)
   assert (("libev: io_uring cqe for fd out of range", fd >= 0 && fd < anfdmax));
 
   /* a completion of a poll we have removed or replaced since */
-  if (ecb_expect_false ((uint32_t)(ud >> 32) != anfds [fd].egen))
+  if (ecb_expect_false (((uint32_t)(ud >> 32) & IOURING_UDATA_GEN_MASK) != (anfds [fd].egen & IOURING_UDATA_GEN_MASK)))
     return;
+
+  if (ecb_expect_false (ud & IOURING_UDATA_ID))
+    {
+      iouring_cqe_id (EV_A_ fd, ud, res);
+      return;
+    }
 
   /* the poll is gone, whatever the result */
   anfds [fd].emask = 0;
@@ -440,10 +543,8 @@ iouring_cqe_process (EV_P_ const struct ev_io_uring_cqe *cqe)
 
   fd_event (EV_A_ fd, iouring_poll_to_ev (res));
 
-  /* oneshot: have fd_reify arm it again */
-  anfds [fd].events  = 0;
-  anfds [fd].eflags |= EV_IOURING_REARM;
-  fd_change (EV_A_ fd, EV_ANFD_REIFY);
+  /* oneshot: armed again at the next poll, if it is still the same file (note r) */
+  iouring_rearm_push (EV_A_ fd);
 }
 
 /* returns the number of cqes seen */
@@ -497,9 +598,9 @@ iouring_want_grow (EV_P)
     iouring_state |= EV_IOURING_GROW;
 }
 
-/* the sq is full: hand it to the kernel now; 0 when it will not take it */
+/* the sq has no room for need more sqes: hand it to the kernel now; 0 when it will not take it */
 ecb_noinline ecb_cold static int
-iouring_sq_flush (EV_P)
+iouring_sq_flush (EV_P_ unsigned int need)
 {
   int tries;
 
@@ -516,7 +617,7 @@ iouring_sq_flush (EV_P)
       if (iouring_cq_reap (EV_A))
         iouring_state |= EV_IOURING_REAPED;
 
-      if (iouring_sq_pending (EV_A) <= iouring_sq_mask)
+      if (iouring_sq_pending (EV_A) + need <= iouring_sq_mask + 1)
         return 1;
 
       /* the kernel keeps refusing (EAGAIN, EBUSY): give up on it */
@@ -542,12 +643,16 @@ iouring_sqe_next (EV_P)
   return sqe;
 }
 
-/* a zeroed sqe, or 0 when the kernel refused: iouring_poll then starts over (note o) */
+/*
+ * a zeroed sqe, with room for need - 1 more after it (a link goes to the
+ * kernel in one enter), or 0 when the kernel refused: iouring_poll then
+ * starts over (note o)
+ */
 inline_speed struct ev_io_uring_sqe *
-iouring_sqe_get (EV_P)
+iouring_sqe_get (EV_P_ unsigned int need)
 {
-  if (ecb_expect_false (iouring_sq_pending (EV_A) > iouring_sq_mask))
-    if (!iouring_sq_flush (EV_A))
+  if (ecb_expect_false (iouring_sq_pending (EV_A) + need > iouring_sq_mask + 1))
+    if (!iouring_sq_flush (EV_A_ need))
       return 0;
 
   return iouring_sqe_next (EV_A);
@@ -556,7 +661,7 @@ iouring_sqe_get (EV_P)
 inline_size uint64_t
 iouring_fd_udata (EV_P_ int fd)
 {
-  return (uint64_t)(uint32_t)fd | ((uint64_t)anfds [fd].egen << 32);
+  return (uint64_t)(uint32_t)fd | ((uint64_t)(anfds [fd].egen & IOURING_UDATA_GEN_MASK) << 32);
 }
 
 inline_size uint32_t
@@ -594,11 +699,87 @@ iouring_prep_poll_remove (EV_P_ struct ev_io_uring_sqe *sqe, uint64_t target)
     sqe->flags = EV_IOSQE_CQE_SKIP_SUCCESS;
 }
 
+/*
+ * an EPOLL_CTL on fd's item in the id set (note r): op EPOLL_CTL_ADD when
+ * fd_reify arms fd for the file it is now, EPOLL_CTL_MOD to check that it
+ * still is; linked (flags) to the POLL_ADD in the next sqe.
+ */
+inline_speed void
+iouring_prep_id (EV_P_ struct ev_io_uring_sqe *sqe, int fd, int op, unsigned int flags)
+{
+  static struct epoll_event id_event; /* no events: the item is never waited for */
+
+  sqe->opcode    = EV_IORING_OP_EPOLL_CTL;
+  sqe->fd        = iouring_idfd;
+  sqe->off       = (uint64_t)(uint32_t)fd;
+  sqe->len       = (uint32_t)op;
+  sqe->addr      = (uint64_t)(uintptr_t)&id_event;
+  sqe->flags     = (uint8_t)flags;
+  sqe->user_data = iouring_fd_udata (EV_A_ fd) | IOURING_UDATA_ID
+                 | (op == EPOLL_CTL_ADD ? IOURING_UDATA_ID_ADD : 0);
+
+  /* 5.17: no cqe when a check worked; an add always answers, and its cqe comes before the poll's */
+  if (op == EPOLL_CTL_MOD && iouring_features & EV_IORING_FEAT_CQE_SKIP)
+    sqe->flags |= EV_IOSQE_CQE_SKIP_SUCCESS;
+}
+
+/*
+ * fd's POLL_ADD, for anfds [fd].events, after an EPOLL_CTL_ADD (fd_reify
+ * arms it) or EPOLL_CTL_MOD (a re-arm) of its id item (note r)
+ */
+inline_speed void
+iouring_arm (EV_P_ int fd, int op)
+{
+  struct ev_io_uring_sqe *sqe;
+
+  /* an add needs an id set, a check the add's answer; either needs two sqes for the link */
+  int id = iouring_idfd >= 0 && iouring_sq_mask
+           && (op == EPOLL_CTL_ADD || anfds [fd].eflags & EV_IOURING_ID);
+
+  /*
+   * the cq is full of armed polls: a bigger ring comes at the start of the
+   * next poll, and arms every fd anew. polls armed on this one would only
+   * have to be removed again, one POLL_REMOVE each, and a small ring's poll
+   * hash has 2 buckets (cq entries / 32, 6.18): 0.5 s of cpu for 9900 (note j).
+   * the id item is added now all the same: the new ring checks it.
+   */
+  int wait = iouring_armed > (int)iouring_cq_mask && !(iouring_state & EV_IOURING_NOGROW);
+
+  if (ecb_expect_false (wait))
+    {
+      iouring_want_grow (EV_A);
+
+      if (id && op == EPOLL_CTL_ADD && (sqe = iouring_sqe_get (EV_A_ 1)))
+        iouring_prep_id (EV_A_ sqe, fd, op, 0);
+
+      return;
+    }
+
+  sqe = iouring_sqe_get (EV_A_ 1 + id);
+  if (ecb_expect_false (!sqe))
+    return;
+
+  if (ecb_expect_true (id))
+    {
+      /* a failed check cancels the POLL_ADD; a failed add (EEXIST) does not */
+      iouring_prep_id (EV_A_ sqe, fd, op, op == EPOLL_CTL_ADD ? EV_IOSQE_IO_HARDLINK : EV_IOSQE_IO_LINK);
+      sqe = iouring_sqe_next (EV_A);
+    }
+
+  iouring_prep_poll_add (sqe, fd, iouring_poll_mask (anfds [fd].events), iouring_fd_udata (EV_A_ fd));
+  anfds [fd].emask   = anfds [fd].events;
+  anfds [fd].eflags |= EV_IOURING_FRESH;
+
+  /* a ring too small for the polls armed: a bigger one at the next poll (note j) */
+  if (ecb_expect_false (++iouring_armed > (int)iouring_cq_mask + 1))
+    iouring_want_grow (EV_A);
+}
+
 /* queue the removal of fd's armed poll */
 inline_speed void
 iouring_poll_remove (EV_P_ int fd)
 {
-  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
+  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A_ 1);
 
   if (ecb_expect_true (sqe))
     iouring_prep_poll_remove (EV_A_ sqe, iouring_fd_udata (EV_A_ fd));
@@ -615,8 +796,6 @@ iouring_poll_remove (EV_P_ int fd)
 static void
 iouring_modify (EV_P_ int fd, int oev, int nev)
 {
-  struct ev_io_uring_sqe *sqe;
-
   (void)oev; /* anfds [fd].emask says what the kernel has */
 
   if (ecb_expect_false (iouring_forked (EV_A)))
@@ -632,35 +811,43 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
   /* a new generation for every new poll: cqes of older ones are stale */
   ++anfds [fd].egen;
 
+  /* a pending re-arm (note r) stays queued, and finds the fd armed or unwanted */
+  anfds [fd].eflags &= EV_IOURING_QUEUED;
+
   if (!nev)
-    {
-      anfds [fd].eflags = 0;
-      return;
-    }
-
-  /*
-   * the cq is full of armed polls: a bigger ring comes at the start of the
-   * next poll, and arms every fd anew. polls armed on this one would only
-   * have to be removed again, one POLL_REMOVE each, and a small ring's poll
-   * hash has 2 buckets (cq entries / 32, 6.18): 0.5 s of cpu for 9900 (note j).
-   */
-  if (ecb_expect_false (iouring_armed > (int)iouring_cq_mask && !(iouring_state & EV_IOURING_NOGROW)))
-    {
-      iouring_want_grow (EV_A);
-      return;
-    }
-
-  sqe = iouring_sqe_get (EV_A);
-  if (ecb_expect_false (!sqe))
     return;
 
-  iouring_prep_poll_add (sqe, fd, iouring_poll_mask (nev), iouring_fd_udata (EV_A_ fd));
-  anfds [fd].emask   = nev;
-  anfds [fd].eflags |= EV_IOURING_FRESH;
+  /* the fd's item in the id set is made for the file the number is now (note r) */
+  if (ecb_expect_false (iouring_idfd < 0))
+    iouring_idfd = epoll_create1 (EPOLL_CLOEXEC);
 
-  /* a ring too small for the polls armed: a bigger one at the next poll (note j) */
-  if (ecb_expect_false (++iouring_armed > (int)iouring_cq_mask + 1))
-    iouring_want_grow (EV_A);
+  iouring_arm (EV_A_ fd, EPOLL_CTL_ADD);
+}
+
+/* the polls that completed are armed again, each checked against the id set (note r) */
+inline_speed void
+iouring_rearm_queued (EV_P)
+{
+  int i, n = iouring_rearmcnt;
+
+  for (i = 0; i < n; ++i)
+    {
+      int fd = iouring_rearms [i];
+
+      anfds [fd].eflags &= ~EV_IOURING_QUEUED;
+
+      if (anfds [fd].events && !anfds [fd].emask && !(anfds [fd].eflags & EV_IOURING_EPOLLED))
+        {
+          /* without an item to check, -EBADF means the callback closed it (iouring_cqe_error) */
+          anfds [fd].eflags |= EV_IOURING_REARM;
+          iouring_arm (EV_A_ fd, EPOLL_CTL_MOD);
+        }
+    }
+
+  /* completions reaped while the sq was flushed queued more: next time */
+  iouring_rearmcnt -= n;
+  if (ecb_expect_false (iouring_rearmcnt))
+    memmove (iouring_rearms, iouring_rearms + n, iouring_rearmcnt * sizeof (int));
 }
 
 /*
@@ -695,7 +882,7 @@ iouring_sweep (EV_P)
 inline_speed void
 iouring_poll_reserved (EV_P_ int fd, uint64_t user_data, int flag)
 {
-  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
+  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A_ 1);
 
   if (ecb_expect_true (sqe))
     {
@@ -854,9 +1041,11 @@ iouring_ring_destroy (EV_P_ int ring_fd)
   iouring_epfd = -1;
   iouring_ring_reset (EV_A);
 
-  /* fd_rearm_all, or destroy, comes next */
+  /* fd_rearm_all, or destroy, comes next; the id set stays (note r) */
   for (fd = 0; fd < anfdmax; ++fd)
-    anfds [fd].eflags = 0;
+    anfds [fd].eflags &= EV_IOURING_ID;
+
+  iouring_rearmcnt = 0;
 }
 
 /*
@@ -1073,17 +1262,28 @@ iouring_fd_adopt (EV_P_ int fd, int old_fd)
 
 /*
  * before every fd is armed anew on a new ring or on epoll: an fd closed
- * without ev_io_stop is forgotten, as epoll forgets it (note l), not
- * reported as bad (EV_ERROR here, an assertion in ev_epoll.c)
+ * without ev_io_stop, or whose number is another file now, is forgotten,
+ * as epoll forgets it (note r), not reported as bad (EV_ERROR here, an
+ * assertion in ev_epoll.c), nor armed for a file no watcher was started for
  */
 ecb_cold static void
-iouring_forget_closed (EV_P)
+iouring_forget_changed (EV_P)
 {
   int fd;
 
   for (fd = 0; fd < anfdmax; ++fd)
-    if (anfds [fd].events && fcntl (fd, F_GETFD) < 0 && errno == EBADF)
+    if (anfds [fd].events && !iouring_id_same (EV_A_ fd))
       anfds [fd].events = 0;
+}
+
+/* the id set of note r goes: after fork it is the parent's, on epoll it is not needed */
+ecb_cold static void
+iouring_id_close (EV_P)
+{
+  if (iouring_idfd >= 0)
+    close (iouring_idfd);
+
+  iouring_idfd = -1;
 }
 
 /* EBADF, EOPNOTSUPP: the ring fd was closed behind our back, or is another file now */
@@ -1101,6 +1301,9 @@ iouring_switch_to_epoll (EV_P_ int err)
   if (iouring_state & EV_IOURING_VERBOSE)
     fprintf (stderr, "libev: io_uring unusable (%s), switching to epoll\n", strerror (err));
 
+  if (iouring_forked (EV_A))
+    iouring_id_close (EV_A);
+
   iouring_ring_drain (EV_A);
   iouring_ring_destroy (EV_A_ -1);
   munmap (iouring_fork_guard, 4096);
@@ -1117,7 +1320,9 @@ iouring_switch_to_epoll (EV_P_ int err)
 
   backend = EVBACKEND_EPOLL;
   iouring_fd_adopt (EV_A_ backend_fd, old_fd);
-  iouring_forget_closed (EV_A);
+  iouring_forget_changed (EV_A);
+  iouring_id_close (EV_A);
+  array_free (iouring_rearm, EMPTY);
   fd_rearm_all (EV_A);
 }
 
@@ -1187,7 +1392,7 @@ iouring_grow (EV_P)
     }
 
   iouring_fd_adopt (EV_A_ fd, backend_fd);
-  iouring_forget_closed (EV_A);
+  iouring_forget_changed (EV_A);
   fd_rearm_all (EV_A);
 
   return 1;
@@ -1205,6 +1410,10 @@ iouring_rebuild (EV_P_ int err)
   int old_fd = iouring_fd_lost (err) ? -1 : backend_fd;
   int fd;
 
+  /* after fork the set is the parent's, and the child's changes never reached it */
+  if (iouring_forked (EV_A))
+    iouring_id_close (EV_A);
+
   if (iouring_state & EV_IOURING_GROW)
     iouring_entries = iouring_entries_grown (EV_A);
 
@@ -1217,7 +1426,7 @@ iouring_rebuild (EV_P_ int err)
     return 0;
 
   iouring_fd_adopt (EV_A_ fd, old_fd);
-  iouring_forget_closed (EV_A);
+  iouring_forget_changed (EV_A);
   fd_rearm_all (EV_A);
 
   return 1;
@@ -1310,6 +1519,9 @@ iouring_poll (EV_P_ ev_tstamp timeout)
     return;
 
   /* every sqe of this iteration is taken before we decide to block (note o) */
+  if (iouring_rearmcnt)
+    iouring_rearm_queued (EV_A);
+
   timeout = iouring_poll_timeout (EV_A_ timeout);
 
   if (ecb_expect_false (iouring_epfd >= 0 && !(iouring_state & EV_IOURING_EPFD_POLLED)))
@@ -1387,6 +1599,10 @@ iouring_init (EV_P_ int flags)
 
   iouring_tfd         = -1;
   iouring_epfd        = -1;
+  iouring_idfd        = -1;
+  iouring_rearms      = 0;
+  iouring_rearmcnt    = 0;
+  iouring_rearmmax    = 0;
   iouring_refused     = 0;
   iouring_state       = 0;
   iouring_sweep_at    = 0.;
@@ -1461,6 +1677,8 @@ iouring_destroy (EV_P)
 {
   iouring_ring_drain (EV_A);
   iouring_ring_destroy (EV_A_ backend_fd);
+  iouring_id_close (EV_A);
+  array_free (iouring_rearm, EMPTY);
   munmap (iouring_fork_guard, 4096);
   backend_fd = -1;
 }

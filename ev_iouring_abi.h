@@ -87,9 +87,9 @@ struct ev_io_uring_sqe
   uint8_t  flags;        /* EV_IOSQE_* */
   uint16_t ioprio;
   int32_t  fd;
-  uint64_t off;
-  uint64_t addr;         /* POLL_REMOVE: user_data of the target */
-  uint32_t len;          /* POLL_ADD: flags (multishot, 5.13), unused here */
+  uint64_t off;          /* EPOLL_CTL: the fd to add or modify */
+  uint64_t addr;         /* POLL_REMOVE: user_data of the target; EPOLL_CTL: its struct epoll_event */
+  uint32_t len;          /* POLL_ADD: flags (multishot, 5.13), unused here; EPOLL_CTL: the op */
   uint32_t poll32_events; /* op flags; 5.9 made poll events 32 bits wide */
   uint64_t user_data;
   uint16_t buf_index;
@@ -100,6 +100,8 @@ struct ev_io_uring_sqe
 };
 
 /* sqe->flags */
+#define EV_IOSQE_IO_LINK          (1U << 2) /* 5.3 */
+#define EV_IOSQE_IO_HARDLINK      (1U << 3) /* 5.5 */
 #define EV_IOSQE_CQE_SKIP_SUCCESS (1U << 6) /* 5.17 */
 
 /* io_uring_setup() flags */
@@ -113,6 +115,7 @@ struct ev_io_uring_sqe
 /* opcodes */
 #define EV_IORING_OP_POLL_ADD      6 /* 5.1 */
 #define EV_IORING_OP_POLL_REMOVE   7 /* 5.1 */
+#define EV_IORING_OP_EPOLL_CTL    29 /* 5.6 */
 
 /*
  * completion queue entry (5.1)

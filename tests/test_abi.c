@@ -172,6 +172,8 @@ static const struct abi_const abi_consts [] = {
   { "EV_SYS_io_uring_enter",    EV_SYS_io_uring_enter,    __NR_io_uring_enter,    "<sys/syscall.h>" },
 
   /* sqe->flags */
+  ABI_LIB (IOSQE_IO_LINK),
+  ABI_LIB (IOSQE_IO_HARDLINK),
   ABI_LIB (IOSQE_CQE_SKIP_SUCCESS),
 
   /* io_uring_setup () flags */
@@ -185,6 +187,7 @@ static const struct abi_const abi_consts [] = {
   /* opcodes */
   ABI_LIB (IORING_OP_POLL_ADD),
   ABI_LIB (IORING_OP_POLL_REMOVE),
+  ABI_LIB (IORING_OP_EPOLL_CTL),
 
   /* mmap offsets, sq ring flags */
   ABI_LIB (IORING_OFF_SQ_RING),

@@ -734,6 +734,9 @@ test_close_nostop_idle_many (void **state)
 
 #define AFTER_RUNS 20
 
+/* more than two sweep periods (0.4 s each, ev_iouring.c note l) */
+#define IDLE_SECONDS 1.2
+
 struct self_close
 {
   struct test_io t;
@@ -778,8 +781,12 @@ self_close_cb (struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+static void run_for (struct ev_loop *loop, double seconds);
+
+/* idle: the loop first waits long enough for its idle polls to move to the
+   epoll set (ev_iouring.c, note l), from which the event then comes */
 static void
-self_close (struct test_ctx *ctx, int reuse)
+self_close (struct test_ctx *ctx, int reuse, int idle)
 {
   struct self_close sc;
   struct test_io other;
@@ -798,6 +805,8 @@ self_close (struct test_ctx *ctx, int reuse)
   test_io_start (ctx->loop, &other, q [0], EV_READ);
   other.drain = 1;
   test_run_nowait (ctx->loop, 2);
+  if (idle)
+    run_for (ctx->loop, IDLE_SECONDS);
   assert_int_equal (sc.t.calls, 0);
 
   test_put (s [1]);
@@ -833,21 +842,198 @@ self_close (struct test_ctx *ctx, int reuse)
 static void
 test_close_in_callback (void **state)
 {
-  self_close (*state, 0);
+  self_close (*state, 0, 0);
 }
 
 static void
 test_close_in_callback_reuse (void **state)
 {
+  self_close (*state, 1, 0);
+}
+
+/* the same, the event coming from the epoll set of idle fds, which hands
+   the fd back to the ring to be armed again */
+static void
+test_close_in_callback_reuse_idle (void **state)
+{
+  self_close (*state, 1, 1);
+}
+
+/*****************************************************************************/
+/* the class of item 7: an fd closed without ev_io_stop, its number reused
+   for a file no watcher was started for, then armed again by the backend
+   (after an event, by a move between its tiers, by a new ring): epoll's
+   item went with the closed file, so the dead watcher is never called for
+   the new one.  a watcher started for the new file is (and so, as with
+   epoll, is the dead one: both are on that fd) */
+
+static void
+break_cb (struct ev_loop *loop, ev_timer *w, int revents)
+{
+  (void)w;
+  (void)revents;
+  ev_break (loop, EVBREAK_ALL);
+}
+
+/* a blocking ev_run of about seconds */
+static void
+run_for (struct ev_loop *loop, double seconds)
+{
+  ev_timer t;
+
+  ev_timer_init (&t, break_cb, seconds, 0.);
+  ev_timer_start (loop, &t);
+  ev_run (loop, 0);
+  ev_timer_stop (loop, &t);
+}
+
+/* a new pipe's read end on number fd, with a byte in it; returns the writer */
+static int
+pipe_with_data_at (int fd)
+{
+  int p [2];
+
+  assert_int_equal (pipe2 (p, O_NONBLOCK | O_CLOEXEC), 0);
+  if (p [0] != fd)
+    {
+      assert_int_equal (dup3 (p [0], fd, O_CLOEXEC), fd);
+      close (p [0]);
+    }
+
+  test_put (p [1]);
+  return p [1];
+}
+
+/* the dead watcher's callback: close without ev_io_stop, a new pipe with
+   data on the number, and a new watcher started for it */
+struct handover
+{
+  ev_io          w;
+  int            calls;
+  int            writer;  /* the new pipe's */
+  struct test_io next;    /* the new pipe's watcher, draining it */
+};
+
+static void
+handover_cb (struct ev_loop *loop, ev_io *w, int revents)
+{
+  struct handover *h = (struct handover *)w;
+  int fd = w->fd;
+
+  (void)revents;
+
+  if (++h->calls != 1)
+    return;
+
+  close (fd);
+  h->writer = pipe_with_data_at (fd);
+  test_io_start (loop, &h->next, fd, EV_READ);
+  h->next.drain = 1;
+}
+
+#define HANDOVER_ROUNDS 10
+
+/* a server that leaks a watcher: the new file's watcher gets every event,
+   round after round (it is not forgotten as a dead fd), and the dead one
+   gets them too, as with epoll */
+static void
+test_close_in_callback_reuse_watched (void **state)
+{
   struct test_ctx *ctx = *state;
+  struct handover h;
+  int s [2], i;
 
-  /* a known difference (ev_iouring.c, note l): the poll after an event is
-     armed by fd number once the callback has returned, so it finds the new
-     file; epoll keeps the closed file's item, which went with the file */
-  if (TEST_IS_IOURING (ctx))
-    skip ();
+  raw_socketpair (s);
+  test_fd_track (ctx, s [1]);
+  memset (&h, 0, sizeof h);
+  ev_io_init (&h.w, handover_cb, s [0], EV_READ);
+  ev_io_start (ctx->loop, &h.w);
+  test_run_nowait (ctx->loop, 2);
 
-  self_close (ctx, 1);
+  test_put (s [1]);
+  assert_true (test_run_until (ctx->loop, &h.next.calls, 10) >= 0);
+
+  for (i = 1; i <= HANDOVER_ROUNDS; ++i)
+    {
+      test_put (h.writer);
+      assert_true (test_run_until (ctx->loop, &h.next.calls, 10) >= 0);
+      ev_run (ctx->loop, EVRUN_NOWAIT);
+      if (h.next.calls != 1 + i)
+        print_error ("round %d: the new file's watcher was called %d times\n", i, h.next.calls);
+      assert_int_equal (h.next.calls, 1 + i);
+    }
+
+  /* as epoll: the dead watcher is on the same fd, and called with it */
+  assert_int_equal (h.calls, 1 + h.next.calls);
+
+  ev_io_stop (ctx->loop, &h.next.w);
+  ev_io_stop (ctx->loop, &h.w);
+  ev_run (ctx->loop, EVRUN_NOWAIT);
+  close (s [0]);
+  close (h.writer);
+}
+
+/* closed without ev_io_stop while idle, the number reused by a pipe with
+   data: the idle poll's move to the epoll set (after 0.4 to 0.8 s) must
+   not put the pipe there; the peer sees EOF */
+static void
+test_close_nostop_reuse_idle (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io dead;
+  int s [2], writer;
+
+  raw_socketpair (s);
+  test_fd_track (ctx, s [1]);
+  test_io_start (ctx->loop, &dead, s [0], EV_READ);
+  test_run_nowait (ctx->loop, 2);
+
+  close (s [0]);
+  writer = pipe_with_data_at (s [0]);
+
+  run_for (ctx->loop, IDLE_SECONDS);
+  if (dead.calls)
+    print_error ("the closed fd's watcher was called for the new pipe: %d calls\n", dead.calls);
+  assert_int_equal (dead.calls, 0);
+  assert_true (peer_sees_eof (s [1]));
+
+  ev_io_stop (ctx->loop, &dead.w);
+  ev_run (ctx->loop, EVRUN_NOWAIT);
+  close (s [0]);
+  close (writer);
+}
+
+/* closed without ev_io_stop, the number reused by a pipe with data, then
+   enough watchers started for a bigger ring, which arms every fd anew:
+   not the pipe; the peer sees EOF */
+static void
+test_close_nostop_reuse_grow (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io dead;
+  struct idle_set is;
+  int s [2], writer;
+
+  raw_socketpair (s);
+  test_fd_track (ctx, s [1]);
+  test_io_start (ctx->loop, &dead, s [0], EV_READ);
+  test_run_nowait (ctx->loop, 2);
+
+  close (s [0]);
+  writer = pipe_with_data_at (s [0]);
+
+  idle_start (ctx->loop, &is, MANY_SOCKETS);
+  test_run_nowait (ctx->loop, 5);
+  if (dead.calls)
+    print_error ("the closed fd's watcher was called for the new pipe: %d calls\n", dead.calls);
+  assert_int_equal (dead.calls, 0);
+  assert_true (peer_sees_eof (s [1]));
+
+  idle_stop (ctx->loop, &is);
+  ev_io_stop (ctx->loop, &dead.w);
+  ev_run (ctx->loop, EVRUN_NOWAIT);
+  close (s [0]);
+  close (writer);
 }
 
 /*****************************************************************************/
@@ -907,10 +1093,15 @@ static const struct CMUnitTest tests [] = {
   TEST_ON (test_close_in_callback, noextarg),
   TEST_BOTH (test_close_in_callback_reuse),
   TEST_ON (test_close_in_callback_reuse, noextarg),
-    TEST_BOTH (test_close_nostop_fd1000),
+  TEST_BOTH (test_close_in_callback_reuse_idle),
+  TEST_BOTH (test_close_in_callback_reuse_watched),
+  TEST_ON (test_close_in_callback_reuse_watched, noextarg),
+  TEST_BOTH (test_close_nostop_reuse_grow),
+  TEST_BOTH (test_close_nostop_reuse_idle),
+  TEST_BOTH (test_close_nostop_fd1000),
   TEST_ON (test_close_nostop_fd1000, noextarg),
   TEST_BOTH (test_close_nostop_fd19000),
-    TEST_BOTH (test_close_nostop_idle_fd1000),
+  TEST_BOTH (test_close_nostop_idle_fd1000),
   TEST_ON (test_close_nostop_idle_fd1000, noextarg),
   TEST_BOTH (test_close_nostop_idle_lowfd),
   TEST_BOTH (test_close_nostop_idle_many),
