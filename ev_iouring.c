@@ -155,25 +155,28 @@
  *    again: a callback may have closed the fd without ev_io_stop, and the
  *    number may be another file by then (a pipe, an accepted socket), for
  *    which epoll would never call the dead watcher: its item was keyed by
- *    the closed file. so every fd, when fd_reify arms it, also gets an
- *    item in a second epoll set that is never waited on (the id set), and
- *    every re-arm is an EPOLL_CTL_MOD on that item, linked before the
- *    POLL_ADD (both on the ring, 5.6, no syscall): when the number is
- *    closed (-EBADF) or is another file (-ENOENT, epoll looks items up by
- *    file and number), the POLL_ADD is cancelled and the fd forgotten, as
- *    epoll forgets it. moves to the epoll set of note l, and a new ring or
- *    the switch to epoll, check the same item, with a syscall. the
- *    EPOLL_CTL_ADD is hard-linked before its POLL_ADD: an ADD of an epoll
- *    fd may be punted to a kernel thread (epnested_mutex), and must be
- *    done before any re-arm checks it. files epoll refuses (EPERM:
- *    regular files, which are always ready) are re-armed unchecked, as
- *    are all fds when the kernel has no IORING_OP_EPOLL_CTL (< 5.6).
- *    re-arms are our own list, not fd_reify's: so fd_reify only calls
- *    iouring_modify when the watchers changed, as it calls epoll_modify,
- *    and a watcher started anew on a reused number is armed for the new
- *    file (both watchers are then called, as with epoll). the cost: an
- *    id item (about 150 bytes of kernel memory) per fd, one EPOLL_CTL per
- *    arm and per re-arm; measured in docs/benchmarks.md.
+ *    the closed file. only an epoll item is keyed by the file without
+ *    holding it, so every fd, when fd_reify arms it, also gets an item in
+ *    a second epoll set that is never waited on (the id set), and every
+ *    re-arm is an EPOLL_CTL_MOD of that item in the sqe before the
+ *    POLL_ADD (IORING_OP_EPOLL_CTL, 5.6: no syscall). when the number is
+ *    closed (-EBADF) or another file (-ENOENT: epoll looks items up by
+ *    file and number), the fd is forgotten, as epoll forgets it, and the
+ *    POLL_ADD, which found that file, is removed, its cqe stale. (linked,
+ *    IOSQE_IO_LINK, the kernel would cancel it, but a linked request is
+ *    issued from task work: the one-event chain 10 % slower on 6.18.) a
+ *    re-arm is checked only once the EPOLL_CTL_ADD has answered (an ADD
+ *    of an epoll fd may be punted to a kernel thread: epnested_mutex);
+ *    files epoll refuses (EPERM: regular files, always ready) are
+ *    re-armed unchecked, as are all fds without IORING_OP_EPOLL_CTL
+ *    (< 5.6). moves to the epoll set of note l, a new ring and the switch
+ *    to epoll check the same item with a syscall. re-arms are our own
+ *    list, not fd_reify's: fd_reify calls iouring_modify only when the
+ *    watchers changed, as it calls epoll_modify, so a watcher started
+ *    anew on a reused number is armed for the new file (and the dead one
+ *    is called with it, as with epoll). the cost: an id item (an epitem,
+ *    ~150 bytes of kernel memory, and a wait queue entry on the file) per
+ *    fd, one EPOLL_CTL per arm and per re-arm; see docs/benchmarks.md.
  */
 
 #include "ev_iouring_abi.h"
@@ -468,6 +471,8 @@ iouring_cqe_error (EV_P_ int fd, int res)
  * check that failed (or worked, before 5.17: no CQE_SKIP_SUCCESS), which
  * says the fd is closed or another file.
  */
+inline_speed void iouring_poll_remove (EV_P_ int fd); /* removal needs an sqe, and taking one may reap */
+
 ecb_cold static void
 iouring_cqe_id (EV_P_ int fd, uint64_t ud, int res)
 {
@@ -482,14 +487,10 @@ iouring_cqe_id (EV_P_ int fd, uint64_t ud, int res)
   if (res >= 0)
     return;
 
-  /* the linked POLL_ADD is cancelled: the fd has no poll now */
+  /* the POLL_ADD after it found the other file (or -EBADF): removed, its cqe stale */
   if (anfds [fd].emask)
-    {
-      anfds [fd].emask = 0;
-      --iouring_armed;
-    }
+    iouring_poll_remove (EV_A_ fd);
 
-  /* its -ECANCELED cqe (before 5.17) is stale now */
   ++anfds [fd].egen;
 
   /* anything but closed or another file: the check itself failed, re-arm unchecked */
@@ -598,9 +599,9 @@ iouring_want_grow (EV_P)
     iouring_state |= EV_IOURING_GROW;
 }
 
-/* the sq has no room for need more sqes: hand it to the kernel now; 0 when it will not take it */
+/* the sq is full: hand it to the kernel now; 0 when it will not take it */
 ecb_noinline ecb_cold static int
-iouring_sq_flush (EV_P_ unsigned int need)
+iouring_sq_flush (EV_P)
 {
   int tries;
 
@@ -617,7 +618,7 @@ iouring_sq_flush (EV_P_ unsigned int need)
       if (iouring_cq_reap (EV_A))
         iouring_state |= EV_IOURING_REAPED;
 
-      if (iouring_sq_pending (EV_A) + need <= iouring_sq_mask + 1)
+      if (iouring_sq_pending (EV_A) <= iouring_sq_mask)
         return 1;
 
       /* the kernel keeps refusing (EAGAIN, EBUSY): give up on it */
@@ -643,16 +644,12 @@ iouring_sqe_next (EV_P)
   return sqe;
 }
 
-/*
- * a zeroed sqe, with room for need - 1 more after it (a link goes to the
- * kernel in one enter), or 0 when the kernel refused: iouring_poll then
- * starts over (note o)
- */
+/* a zeroed sqe, or 0 when the kernel refused: iouring_poll then starts over (note o) */
 inline_speed struct ev_io_uring_sqe *
-iouring_sqe_get (EV_P_ unsigned int need)
+iouring_sqe_get (EV_P)
 {
-  if (ecb_expect_false (iouring_sq_pending (EV_A) + need > iouring_sq_mask + 1))
-    if (!iouring_sq_flush (EV_A_ need))
+  if (ecb_expect_false (iouring_sq_pending (EV_A) > iouring_sq_mask))
+    if (!iouring_sq_flush (EV_A))
       return 0;
 
   return iouring_sqe_next (EV_A);
@@ -700,27 +697,32 @@ iouring_prep_poll_remove (EV_P_ struct ev_io_uring_sqe *sqe, uint64_t target)
 }
 
 /*
- * an EPOLL_CTL on fd's item in the id set (note r): op EPOLL_CTL_ADD when
- * fd_reify arms fd for the file it is now, EPOLL_CTL_MOD to check that it
- * still is; linked (flags) to the POLL_ADD in the next sqe.
+ * an EPOLL_CTL on fd's item in the id set (note r), before fd's POLL_ADD:
+ * EPOLL_CTL_ADD when fd_reify arms fd for the file it is now,
+ * EPOLL_CTL_MOD to check that it still is. 0: the kernel refused.
  */
-inline_speed void
-iouring_prep_id (EV_P_ struct ev_io_uring_sqe *sqe, int fd, int op, unsigned int flags)
+inline_speed int
+iouring_id_ctl (EV_P_ int fd, int op)
 {
   static struct epoll_event id_event; /* no events: the item is never waited for */
+  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
+
+  if (ecb_expect_false (!sqe))
+    return 0;
 
   sqe->opcode    = EV_IORING_OP_EPOLL_CTL;
   sqe->fd        = iouring_idfd;
   sqe->off       = (uint64_t)(uint32_t)fd;
   sqe->len       = (uint32_t)op;
   sqe->addr      = (uint64_t)(uintptr_t)&id_event;
-  sqe->flags     = (uint8_t)flags;
   sqe->user_data = iouring_fd_udata (EV_A_ fd) | IOURING_UDATA_ID
                  | (op == EPOLL_CTL_ADD ? IOURING_UDATA_ID_ADD : 0);
 
-  /* 5.17: no cqe when a check worked; an add always answers, and its cqe comes before the poll's */
+  /* 5.17: no cqe when a check worked; an add always answers */
   if (op == EPOLL_CTL_MOD && iouring_features & EV_IORING_FEAT_CQE_SKIP)
-    sqe->flags |= EV_IOSQE_CQE_SKIP_SUCCESS;
+    sqe->flags = EV_IOSQE_CQE_SKIP_SUCCESS;
+
+  return 1;
 }
 
 /*
@@ -732,39 +734,29 @@ iouring_arm (EV_P_ int fd, int op)
 {
   struct ev_io_uring_sqe *sqe;
 
-  /* an add needs an id set, a check the add's answer; either needs two sqes for the link */
-  int id = iouring_idfd >= 0 && iouring_sq_mask
-           && (op == EPOLL_CTL_ADD || anfds [fd].eflags & EV_IOURING_ID);
-
   /*
    * the cq is full of armed polls: a bigger ring comes at the start of the
    * next poll, and arms every fd anew. polls armed on this one would only
    * have to be removed again, one POLL_REMOVE each, and a small ring's poll
    * hash has 2 buckets (cq entries / 32, 6.18): 0.5 s of cpu for 9900 (note j).
-   * the id item is added now all the same: the new ring checks it.
+   * an id item is added all the same, for the new ring to check.
    */
   int wait = iouring_armed > (int)iouring_cq_mask && !(iouring_state & EV_IOURING_NOGROW);
+
+  /* an add needs the id set, a check the add's answer */
+  if (iouring_idfd >= 0 && (op == EPOLL_CTL_ADD || (!wait && anfds [fd].eflags & EV_IOURING_ID)))
+    if (ecb_expect_false (!iouring_id_ctl (EV_A_ fd, op)))
+      return;
 
   if (ecb_expect_false (wait))
     {
       iouring_want_grow (EV_A);
-
-      if (id && op == EPOLL_CTL_ADD && (sqe = iouring_sqe_get (EV_A_ 1)))
-        iouring_prep_id (EV_A_ sqe, fd, op, 0);
-
       return;
     }
 
-  sqe = iouring_sqe_get (EV_A_ 1 + id);
+  sqe = iouring_sqe_get (EV_A);
   if (ecb_expect_false (!sqe))
     return;
-
-  if (ecb_expect_true (id))
-    {
-      /* a failed check cancels the POLL_ADD; a failed add (EEXIST) does not */
-      iouring_prep_id (EV_A_ sqe, fd, op, op == EPOLL_CTL_ADD ? EV_IOSQE_IO_HARDLINK : EV_IOSQE_IO_LINK);
-      sqe = iouring_sqe_next (EV_A);
-    }
 
   iouring_prep_poll_add (sqe, fd, iouring_poll_mask (anfds [fd].events), iouring_fd_udata (EV_A_ fd));
   anfds [fd].emask   = anfds [fd].events;
@@ -779,7 +771,7 @@ iouring_arm (EV_P_ int fd, int op)
 inline_speed void
 iouring_poll_remove (EV_P_ int fd)
 {
-  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A_ 1);
+  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
 
   if (ecb_expect_true (sqe))
     iouring_prep_poll_remove (EV_A_ sqe, iouring_fd_udata (EV_A_ fd));
@@ -882,7 +874,7 @@ iouring_sweep (EV_P)
 inline_speed void
 iouring_poll_reserved (EV_P_ int fd, uint64_t user_data, int flag)
 {
-  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A_ 1);
+  struct ev_io_uring_sqe *sqe = iouring_sqe_get (EV_A);
 
   if (ecb_expect_true (sqe))
     {
