@@ -54,7 +54,7 @@
  *    before it closes the ring (note m).
  * c) POLL_REMOVE matches on user_data (sqe->addr), never on the fd (6.18),
  *    so user_data carries the fd in its low 32 bits and anfds [fd].egen
- *    in the next 30 (the top two mark requests on the id set of note r);
+ *    in the next 29 (the top three mark requests on the id set, note r);
  *    each removal bumps egen, stale cqes are dropped.
  * d) io_uring_enter takes a timeout only with IORING_ENTER_EXT_ARG (5.11),
  *    which answers -ETIME when it expires. older kernels wait for a
@@ -204,7 +204,8 @@
 /* the top bits of a user_data with an fd: an EPOLL_CTL on the id set (note r), and which */
 #define IOURING_UDATA_ID       (((uint64_t)1) << 63)
 #define IOURING_UDATA_ID_ADD   (((uint64_t)1) << 62)
-#define IOURING_UDATA_GEN_MASK 0x3fffffffU
+#define IOURING_UDATA_REBOUND  (((uint64_t)1) << 61) /* a check after EV_IOURING_REBOUND */
+#define IOURING_UDATA_GEN_MASK 0x1fffffffU
 
 /* anfds [fd].eflags */
 #define EV_IOURING_EPOLLED 1 /* in the epoll set, not on the ring (note l) */
@@ -212,6 +213,7 @@
 #define EV_IOURING_REARM   4 /* its poll re-arms it after an event: -EBADF is the user's close */
 #define EV_IOURING_QUEUED  8 /* in iouring_rearms, armed again at the next poll (note r) */
 #define EV_IOURING_ID      16 /* its item in the id set was added (note r): re-arms are checked */
+#define EV_IOURING_REBOUND 32 /* started again without ev_io_set: its next check may find a file reopened (note r) */
 
 /* iouring_state */
 #define EV_IOURING_TFD_POLLED  1  /* the timerfd's poll is armed */
@@ -487,6 +489,22 @@ iouring_cqe_id (EV_P_ int fd, uint64_t ud, int res)
   if (res >= 0)
     return;
 
+  /*
+   * stopped, then started again without ev_io_set, and now another file:
+   * reopened under the same number, which libev does not promise to see,
+   * but epoll does (its modify adds an fd that had no watchers). the poll
+   * found this file when this enter submitted it, and no code of the user
+   * ran since: its item is added now.
+   */
+  if (res == -ENOENT && ud & IOURING_UDATA_REBOUND)
+    {
+      struct epoll_event ev;
+
+      memset (&ev, 0, sizeof (ev));
+      if (!epoll_ctl (iouring_idfd, EPOLL_CTL_ADD, fd, &ev) || errno == EEXIST)
+        return;
+    }
+
   /* the POLL_ADD after it found the other file (or -EBADF): removed, its cqe stale */
   if (anfds [fd].emask)
     iouring_poll_remove (EV_A_ fd);
@@ -716,7 +734,10 @@ iouring_id_ctl (EV_P_ int fd, int op)
   sqe->len       = (uint32_t)op;
   sqe->addr      = (uint64_t)(uintptr_t)&id_event;
   sqe->user_data = iouring_fd_udata (EV_A_ fd) | IOURING_UDATA_ID
-                 | (op == EPOLL_CTL_ADD ? IOURING_UDATA_ID_ADD : 0);
+                 | (op == EPOLL_CTL_ADD ? IOURING_UDATA_ID_ADD : 0)
+                 | (anfds [fd].eflags & EV_IOURING_REBOUND ? IOURING_UDATA_REBOUND : 0);
+
+  anfds [fd].eflags &= ~EV_IOURING_REBOUND;
 
   /* 5.17: no cqe when a check worked; an add always answers */
   if (op == EPOLL_CTL_MOD && iouring_features & EV_IORING_FEAT_CQE_SKIP)
@@ -727,7 +748,8 @@ iouring_id_ctl (EV_P_ int fd, int op)
 
 /*
  * fd's POLL_ADD, for anfds [fd].events, after an EPOLL_CTL_ADD (fd_reify
- * arms it) or EPOLL_CTL_MOD (a re-arm) of its id item (note r)
+ * arms it for a file that may be new) or EPOLL_CTL_MOD (a re-arm) of its
+ * id item, or neither (op 0: the same file, other events) (note r)
  */
 inline_speed void
 iouring_arm (EV_P_ int fd, int op)
@@ -744,7 +766,7 @@ iouring_arm (EV_P_ int fd, int op)
   int wait = iouring_armed > (int)iouring_cq_mask && !(iouring_state & EV_IOURING_NOGROW);
 
   /* an add needs the id set, a check the add's answer */
-  if (iouring_idfd >= 0 && (op == EPOLL_CTL_ADD || (!wait && anfds [fd].eflags & EV_IOURING_ID)))
+  if (iouring_idfd >= 0 && (op == EPOLL_CTL_ADD || (op && !wait && anfds [fd].eflags & EV_IOURING_ID)))
     if (ecb_expect_false (!iouring_id_ctl (EV_A_ fd, op)))
       return;
 
@@ -788,7 +810,15 @@ iouring_poll_remove (EV_P_ int fd)
 static void
 iouring_modify (EV_P_ int fd, int oev, int nev)
 {
-  (void)oev; /* anfds [fd].emask says what the kernel has */
+  /*
+   * anfds [fd].emask says what the kernel has. the id item is made anew
+   * (note r) after ev_io_set (our ev.c patch: iouring_fdset), and for an
+   * fd that never had one; other changes keep the file, as libev promises
+   * ("the special problem of disappearing file descriptors" in ev.pod).
+   * an fd started again after all its watchers stopped, which epoll_modify
+   * adds anew, is re-bound lazily: its next check may add the item.
+   */
+  int bind = iouring_fdset || !(anfds [fd].eflags & EV_IOURING_ID);
 
   if (ecb_expect_false (iouring_forked (EV_A)))
     return;
@@ -804,16 +834,18 @@ iouring_modify (EV_P_ int fd, int oev, int nev)
   ++anfds [fd].egen;
 
   /* a pending re-arm (note r) stays queued, and finds the fd armed or unwanted */
-  anfds [fd].eflags &= EV_IOURING_QUEUED;
+  anfds [fd].eflags &= EV_IOURING_QUEUED | (bind ? 0 : EV_IOURING_ID | EV_IOURING_REBOUND);
 
   if (!nev)
     return;
 
-  /* the fd's item in the id set is made for the file the number is now (note r) */
+  if (!bind && !oev)
+    anfds [fd].eflags |= EV_IOURING_REBOUND;
+
   if (ecb_expect_false (iouring_idfd < 0))
     iouring_idfd = epoll_create1 (EPOLL_CLOEXEC);
 
-  iouring_arm (EV_A_ fd, EPOLL_CTL_ADD);
+  iouring_arm (EV_A_ fd, bind ? EPOLL_CTL_ADD : 0);
 }
 
 /* the polls that completed are armed again, each checked against the id set (note r) */
@@ -1592,6 +1624,7 @@ iouring_init (EV_P_ int flags)
   iouring_tfd         = -1;
   iouring_epfd        = -1;
   iouring_idfd        = -1;
+  iouring_fdset       = 0;
   iouring_rearms      = 0;
   iouring_rearmcnt    = 0;
   iouring_rearmmax    = 0;

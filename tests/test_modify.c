@@ -286,6 +286,46 @@ test_modify_reuse_without_stop (void **state)
   ev_io_stop (ctx->loop, &r.w);
 }
 
+/* scenario 5 against libev's rule: stop, close, a new file on the same
+   number, and the same watcher started again without ev_io_set.  libev
+   only promises to notice a new file after ev_io_set ("the special problem
+   of disappearing file descriptors"), but epoll adds an fd that had no
+   watchers anew, so the new file's events arrive, round after round */
+static void
+test_modify_reopen_without_set (void **state)
+{
+  struct test_ctx *ctx = *state;
+  struct test_io r;
+  int p [2], fd, qw, i;
+
+  test_pipe (ctx, p);
+  fd = p [0];
+  armed_reader (ctx, &r, fd);
+  r.drain = 1;
+
+  /* an event first: the fd's file is known, and its poll re-armed */
+  test_put (p [1]);
+  assert_true (test_run_until (ctx->loop, &r.calls, 10) >= 0);
+  test_run_nowait (ctx->loop, 2);
+
+  ev_io_stop (ctx->loop, &r.w);
+  test_run_nowait (ctx->loop, 2);
+  test_close (ctx, fd);
+  qw = test_reuse_fd (ctx, fd);
+  ev_io_start (ctx->loop, &r.w);
+
+  for (i = 1; i <= 5; ++i)
+    {
+      test_put (qw);
+      assert_true (test_run_until (ctx->loop, &r.calls, 10) >= 0);
+      test_run_nowait (ctx->loop, 2);
+      assert_int_equal (r.calls, 1 + i);
+      assert_int_equal (r.last, EV_READ);
+    }
+
+  ev_io_stop (ctx->loop, &r.w);
+}
+
 /* scenario 5 with the new file ready and the old one not: the new watcher
    is called once per iteration, never twice */
 static void
@@ -528,6 +568,7 @@ static const struct CMUnitTest tests [] = {
   TEST_ALL (test_modify_reuse_after_stop),
   TEST_ALL (test_modify_reuse_ready),
   TEST_BOTH (test_modify_reuse_twice),
+  TEST_BOTH (test_modify_reopen_without_set),
   TEST_ALL (test_modify_reuse_without_stop),
   TEST_ALL (test_modify_stop_close_eof),
   TEST_ALL (test_modify_stop_close_eof_busy),
