@@ -18,7 +18,12 @@
  *   delivering;
  * - close in the watcher's own callback without ev_io_stop: epoll never
  *   calls that watcher again, not even when the fd number is reused by a
- *   new pipe with data in it.
+ *   new pipe with data in it;
+ * - the class: an fd closed without ev_io_stop whose number is reused by a
+ *   file no watcher was started for is not armed for it, whichever way the
+ *   backend arms it again (after an event, from the epoll set of idle
+ *   fds, by the move there, by a bigger ring), and a watcher started for
+ *   the new file gets its events, round after round (ev_iouring.c, note r).
  *
  * every wait is bounded: EOF_BOUND seconds for an EOF that should take
  * none (the figure required is 1 s; it is printed), guard timers on every
