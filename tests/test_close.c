@@ -22,7 +22,8 @@
  * - the class: an fd closed without ev_io_stop whose number is reused by a
  *   file no watcher was started for is not armed for it, whichever way the
  *   backend arms it again (after an event, from the epoll set of idle
- *   fds, by the move there, by a bigger ring), and a watcher started for
+ *   fds, by the move there, by a bigger or a new ring, on the switch to
+ *   epoll), and a watcher started for
  *   the new file gets its events, round after round (ev_iouring.c, note r).
  *
  * every wait is bounded: EOF_BOUND seconds for an EOF that should take
@@ -1041,6 +1042,65 @@ test_close_nostop_reuse_grow (void **state)
   close (writer);
 }
 
+/* closed without ev_io_stop, the number reused by a pipe with data, then
+   io_uring refused: a new ring (EBADR: completions lost) or epoll (EPERM:
+   a seccomp filter installed later) arms every fd anew, but not the pipe;
+   the other watcher goes on, the peer sees EOF.  io_uring only (the
+   refusal is faked) */
+static void
+nostop_reuse_refused (struct test_ctx *ctx, int err, int backend)
+{
+  struct test_io dead, live;
+  int s [2], q [2], writer;
+
+  raw_socketpair (s);
+  test_fd_track (ctx, s [1]);
+  test_pipe (ctx, q);
+  test_io_start (ctx->loop, &dead, s [0], EV_READ);
+  test_io_start (ctx->loop, &live, q [0], EV_READ);
+  live.drain = 1;
+  test_run_nowait (ctx->loop, 2);
+
+  close (s [0]);
+  writer = pipe_with_data_at (s [0]);
+
+  /* the live pipe's event makes the loop enter, which is refused */
+  ev_iouring_test_enter_errno = err;
+  test_put (q [1]);
+  assert_true (test_run_until (ctx->loop, &live.calls, 10) >= 0);
+  test_run_nowait (ctx->loop, 5);
+  assert_int_equal (ev_iouring_test_enter_errno, 0);
+  assert_int_equal (ev_backend (ctx->loop), backend);
+
+  if (dead.calls)
+    print_error ("the closed fd's watcher was called for the new pipe: %d calls\n", dead.calls);
+  assert_int_equal (dead.calls, 0);
+  assert_true (peer_sees_eof (s [1]));
+
+  test_put (q [1]);
+  assert_true (test_run_until (ctx->loop, &live.calls, 10) >= 0);
+  test_run_nowait (ctx->loop, 2);
+  assert_int_equal (live.calls, 2);
+
+  ev_io_stop (ctx->loop, &live.w);
+  ev_io_stop (ctx->loop, &dead.w);
+  ev_run (ctx->loop, EVRUN_NOWAIT);
+  close (s [0]);
+  close (writer);
+}
+
+static void
+test_close_nostop_reuse_rebuild (void **state)
+{
+  nostop_reuse_refused (*state, EBADR, EVBACKEND_IOURING);
+}
+
+static void
+test_close_nostop_reuse_switch (void **state)
+{
+  nostop_reuse_refused (*state, EPERM, EVBACKEND_EPOLL);
+}
+
 /*****************************************************************************/
 /* close without ev_io_stop, the loop polled without waiting */
 
@@ -1103,6 +1163,8 @@ static const struct CMUnitTest tests [] = {
   TEST_ON (test_close_in_callback_reuse_watched, noextarg),
   TEST_BOTH (test_close_nostop_reuse_grow),
   TEST_BOTH (test_close_nostop_reuse_idle),
+  TEST_ON (test_close_nostop_reuse_rebuild, iouring),
+  TEST_ON (test_close_nostop_reuse_switch, iouring),
   TEST_BOTH (test_close_nostop_fd1000),
   TEST_ON (test_close_nostop_fd1000, noextarg),
   TEST_BOTH (test_close_nostop_fd19000),
