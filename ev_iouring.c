@@ -1304,10 +1304,16 @@ iouring_forget_changed (EV_P)
 ecb_cold static void
 iouring_id_close (EV_P)
 {
+  int fd;
+
   if (iouring_idfd >= 0)
     close (iouring_idfd);
 
   iouring_idfd = -1;
+
+  /* a new set knows none of them */
+  for (fd = 0; fd < anfdmax; ++fd)
+    anfds [fd].eflags &= ~EV_IOURING_ID;
 }
 
 /* EBADF, EOPNOTSUPP: the ring fd was closed behind our back, or is another file now */
