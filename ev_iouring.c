@@ -156,8 +156,9 @@
  *    number may be another file by then (a pipe, an accepted socket), for
  *    which epoll would never call the dead watcher: its item was keyed by
  *    the closed file. only an epoll item is keyed by the file without
- *    holding it, so every fd, when fd_reify arms it, also gets an item in
- *    a second epoll set that is never waited on (the id set), and every
+ *    holding it, so every fd, when fd_reify arms it after ev_io_set (our
+ *    ev.c patch says when) or for the first time, also gets an item in a
+ *    second epoll set that is never waited on (the id set), and every
  *    re-arm is an EPOLL_CTL_MOD of that item in the sqe before the
  *    POLL_ADD (IORING_OP_EPOLL_CTL, 5.6: no syscall). when the number is
  *    closed (-EBADF) or another file (-ENOENT: epoll looks items up by
@@ -176,7 +177,7 @@
  *    anew on a reused number is armed for the new file (and the dead one
  *    is called with it, as with epoll). the cost: an id item (an epitem,
  *    ~150 bytes of kernel memory, and a wait queue entry on the file) per
- *    fd, one EPOLL_CTL per arm and per re-arm; see docs/benchmarks.md.
+ *    fd, one EPOLL_CTL per ev_io_set and per re-arm; docs/benchmarks.md.
  */
 
 #include "ev_iouring_abi.h"
