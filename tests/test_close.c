@@ -910,6 +910,46 @@ pipe_with_data_at (int fd)
   return p [1];
 }
 
+/* a watcher armed on a socket that is then closed without ev_io_stop, its
+   number given to a new pipe with data in it */
+struct reused
+{
+  struct test_io dead;
+  int            s [2];
+  int            writer;  /* the new pipe's */
+};
+
+static void
+reused_start (struct test_ctx *ctx, struct reused *r)
+{
+  raw_socketpair (r->s);
+  test_fd_track (ctx, r->s [1]);
+  test_io_start (ctx->loop, &r->dead, r->s [0], EV_READ);
+  test_run_nowait (ctx->loop, 2);
+
+  close (r->s [0]);
+  r->writer = pipe_with_data_at (r->s [0]);
+}
+
+/* as with epoll: the dead watcher never called for the pipe, the peer at EOF */
+static void
+reused_check (struct reused *r)
+{
+  if (r->dead.calls)
+    print_error ("the closed fd's watcher was called for the new pipe: %d calls\n", r->dead.calls);
+  assert_int_equal (r->dead.calls, 0);
+  assert_true (peer_sees_eof (r->s [1]));
+}
+
+static void
+reused_end (struct test_ctx *ctx, struct reused *r)
+{
+  ev_io_stop (ctx->loop, &r->dead.w);
+  ev_run (ctx->loop, EVRUN_NOWAIT);
+  close (r->s [0]);
+  close (r->writer);
+}
+
 /* the dead watcher's callback: close without ev_io_stop, a new pipe with
    data on the number, and a new watcher started for it */
 struct handover
@@ -986,27 +1026,12 @@ static void
 test_close_nostop_reuse_idle (void **state)
 {
   struct test_ctx *ctx = *state;
-  struct test_io dead;
-  int s [2], writer;
+  struct reused r;
 
-  raw_socketpair (s);
-  test_fd_track (ctx, s [1]);
-  test_io_start (ctx->loop, &dead, s [0], EV_READ);
-  test_run_nowait (ctx->loop, 2);
-
-  close (s [0]);
-  writer = pipe_with_data_at (s [0]);
-
+  reused_start (ctx, &r);
   run_for (ctx->loop, IDLE_SECONDS);
-  if (dead.calls)
-    print_error ("the closed fd's watcher was called for the new pipe: %d calls\n", dead.calls);
-  assert_int_equal (dead.calls, 0);
-  assert_true (peer_sees_eof (s [1]));
-
-  ev_io_stop (ctx->loop, &dead.w);
-  ev_run (ctx->loop, EVRUN_NOWAIT);
-  close (s [0]);
-  close (writer);
+  reused_check (&r);
+  reused_end (ctx, &r);
 }
 
 /* closed without ev_io_stop, the number reused by a pipe with data, then
@@ -1016,30 +1041,16 @@ static void
 test_close_nostop_reuse_grow (void **state)
 {
   struct test_ctx *ctx = *state;
-  struct test_io dead;
+  struct reused r;
   struct idle_set is;
-  int s [2], writer;
 
-  raw_socketpair (s);
-  test_fd_track (ctx, s [1]);
-  test_io_start (ctx->loop, &dead, s [0], EV_READ);
-  test_run_nowait (ctx->loop, 2);
-
-  close (s [0]);
-  writer = pipe_with_data_at (s [0]);
-
+  reused_start (ctx, &r);
   idle_start (ctx->loop, &is, MANY_SOCKETS);
   test_run_nowait (ctx->loop, 5);
-  if (dead.calls)
-    print_error ("the closed fd's watcher was called for the new pipe: %d calls\n", dead.calls);
-  assert_int_equal (dead.calls, 0);
-  assert_true (peer_sees_eof (s [1]));
+  reused_check (&r);
 
   idle_stop (ctx->loop, &is);
-  ev_io_stop (ctx->loop, &dead.w);
-  ev_run (ctx->loop, EVRUN_NOWAIT);
-  close (s [0]);
-  close (writer);
+  reused_end (ctx, &r);
 }
 
 /* closed without ev_io_stop, the number reused by a pipe with data, then
@@ -1050,19 +1061,14 @@ test_close_nostop_reuse_grow (void **state)
 static void
 nostop_reuse_refused (struct test_ctx *ctx, int err, int backend)
 {
-  struct test_io dead, live;
-  int s [2], q [2], writer;
+  struct reused r;
+  struct test_io live;
+  int q [2];
 
-  raw_socketpair (s);
-  test_fd_track (ctx, s [1]);
   test_pipe (ctx, q);
-  test_io_start (ctx->loop, &dead, s [0], EV_READ);
   test_io_start (ctx->loop, &live, q [0], EV_READ);
   live.drain = 1;
-  test_run_nowait (ctx->loop, 2);
-
-  close (s [0]);
-  writer = pipe_with_data_at (s [0]);
+  reused_start (ctx, &r);
 
   /* the live pipe's event makes the loop enter, which is refused */
   ev_iouring_test_enter_errno = err;
@@ -1071,11 +1077,7 @@ nostop_reuse_refused (struct test_ctx *ctx, int err, int backend)
   test_run_nowait (ctx->loop, 5);
   assert_int_equal (ev_iouring_test_enter_errno, 0);
   assert_int_equal (ev_backend (ctx->loop), backend);
-
-  if (dead.calls)
-    print_error ("the closed fd's watcher was called for the new pipe: %d calls\n", dead.calls);
-  assert_int_equal (dead.calls, 0);
-  assert_true (peer_sees_eof (s [1]));
+  reused_check (&r);
 
   test_put (q [1]);
   assert_true (test_run_until (ctx->loop, &live.calls, 10) >= 0);
@@ -1083,10 +1085,7 @@ nostop_reuse_refused (struct test_ctx *ctx, int err, int backend)
   assert_int_equal (live.calls, 2);
 
   ev_io_stop (ctx->loop, &live.w);
-  ev_io_stop (ctx->loop, &dead.w);
-  ev_run (ctx->loop, EVRUN_NOWAIT);
-  close (s [0]);
-  close (writer);
+  reused_end (ctx, &r);
 }
 
 static void
