@@ -100,8 +100,6 @@ struct ev_io_uring_sqe
 };
 
 /* sqe->flags */
-#define EV_IOSQE_IO_LINK          (1U << 2) /* 5.3 */
-#define EV_IOSQE_IO_HARDLINK      (1U << 3) /* 5.5 */
 #define EV_IOSQE_CQE_SKIP_SUCCESS (1U << 6) /* 5.17 */
 
 /* io_uring_setup() flags */

@@ -172,8 +172,6 @@ static const struct abi_const abi_consts [] = {
   { "EV_SYS_io_uring_enter",    EV_SYS_io_uring_enter,    __NR_io_uring_enter,    "<sys/syscall.h>" },
 
   /* sqe->flags */
-  ABI_LIB (IOSQE_IO_LINK),
-  ABI_LIB (IOSQE_IO_HARDLINK),
   ABI_LIB (IOSQE_CQE_SKIP_SUCCESS),
 
   /* io_uring_setup () flags */
